@@ -1,0 +1,36 @@
+# The two commands of the README's quick start:
+#   make book   build the HTML book (every notebook executed, warnings are errors)
+#   make test   run the whole test suite (what .ci/run runs)
+# Both create .venv and install requirements.txt + gdlib (editable) the first time.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(abspath $(VENV))/bin
+STAMP  := $(VENV)/.installed
+# nbgrader and jupyter-book start subprocesses (alembic, kernels): the venv's bin/ must be on PATH.
+export PATH := $(BIN):$(PATH)
+
+.PHONY: book test lint exercises clean
+
+$(STAMP): requirements.txt pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --disable-pip-version-check -q -r requirements.txt
+	$(BIN)/python -m pip install --disable-pip-version-check -q --no-deps -e .
+	touch $(STAMP)
+
+book: $(STAMP)
+	$(BIN)/jupyter-book build . -n -W --keep-going
+	@echo "Book built: open _build/html/index.html"
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+# Regenerate the student notebooks in exercises/ from the nbgrader sources in solutions/.
+exercises: $(STAMP)
+	$(BIN)/python -m gdlib.course release
+
+clean:
+	rm -rf _build
