@@ -1,0 +1,26 @@
+"""gdlib: the reference library behind the gdcourse book.
+
+Every formula of the book is written once here and serves numpy arrays and torch tensors alike.
+Submodules load on first use, so ``import gdlib`` stays cheap and never imports torch by itself::
+
+    from gdlib import losses, optim
+"""
+
+import importlib
+
+__version__ = "0.1.0"
+
+_SUBMODULES = {
+    "arrays",
+    "losses",
+}
+
+
+def __getattr__(name):
+    if name in _SUBMODULES:
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module 'gdlib' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | _SUBMODULES)
