@@ -12,15 +12,27 @@ __version__ = "0.1.0"
 
 _SUBMODULES = {
     "arrays",
+    "averages",
+    "functions",
     "losses",
+    "schedules",
+    "training",
+}
+
+# Functions used often enough to be reachable as ``gdlib.<name>``: name -> defining module.
+_SHORTCUTS = {
+    "ewma": "averages",
+    "minimize": "training",
 }
 
 
 def __getattr__(name):
     if name in _SUBMODULES:
         return importlib.import_module(f"{__name__}.{name}")
+    if name in _SHORTCUTS:
+        return getattr(importlib.import_module(f"{__name__}.{_SHORTCUTS[name]}"), name)
     raise AttributeError(f"module 'gdlib' has no attribute {name!r}")
 
 
 def __dir__():
-    return sorted(set(globals()) | _SUBMODULES)
+    return sorted(set(globals()) | _SUBMODULES | set(_SHORTCUTS))
