@@ -15,6 +15,7 @@ _SUBMODULES = {
     "averages",
     "functions",
     "losses",
+    "optim",
     "schedules",
     "training",
 }
