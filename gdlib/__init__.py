@@ -16,6 +16,7 @@ _SUBMODULES = {
     "functions",
     "losses",
     "optim",
+    "plotting",
     "schedules",
     "training",
 }

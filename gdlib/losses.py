@@ -85,6 +85,7 @@ __all__ = [
     "softmax_cross_entropy",
     "softmax_cross_entropy_grad",
     "total_loss",
+    "zero_one",
 ]
 
 
@@ -370,6 +371,24 @@ def mae_grad(pred, target):
 # --------------------------------------------------------------------------------------------
 # Classification losses
 # --------------------------------------------------------------------------------------------
+
+
+def zero_one(scores, labels):
+    r"""0-1 loss per instance: 1 when the top-scoring class is wrong, 0 when it is right.
+
+        l_01(\hat y_i, y_i) = 1[ argmax_j \hat y_i(j) != l_{y_i} ]
+
+    ``scores`` (n, C), ``labels`` (n,) class indices; returns (n,) in the dtype of ``scores``;
+    a tie goes to the lowest class index, as ``argmax``. Its mean is the error rate. It is the
+    error a classifier is judged by, not one gradient descent can minimise: as a function of
+    the scores it is piecewise constant, so its gradient is 0 wherever it exists. Training
+    minimises a differentiable surrogate (대리 손실 함수) instead, such as ``hinge`` or
+    ``softmax_cross_entropy`` (seed 003 §8.1.2); there is no ``zero_one_grad``.
+    """
+    scores = _class_scores(scores, "scores")
+    labels = _labels(labels, scores, "labels", "scores")
+    wrong = namespace(scores).argmax(scores, 1) != labels
+    return wrong.to(scores.dtype) if is_tensor(scores) else wrong.astype(scores.dtype)
 
 
 def _hinge_margins(scores, labels, margin):

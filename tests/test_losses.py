@@ -441,3 +441,28 @@ def test_bad_input_raises_error_naming_the_argument(call, error, pattern):
 def test_bad_tensor_labels_report_index_and_value():
     with pytest.raises(ValueError, match=r"labels\[2\] = 7"):
         losses.softmax_cross_entropy(torch.zeros(3, 4), torch.tensor([0, 1, 7]))
+
+
+def test_zero_one_counts_wrong_top_scores():
+    rng = np.random.default_rng(7)
+    scores = rng.normal(size=(50, 4))
+    labels = rng.integers(0, 4, size=50)
+    expected = [float(row.tolist().index(max(row.tolist())) != y) for row, y in zip(scores, labels)]
+    np.testing.assert_array_equal(losses.zero_one(scores, labels), expected)
+    # Example 1: the cat image is classified as cat, dog as dog, bird as bird: error rate 0
+    assert losses.mean_loss(losses.zero_one(EXAMPLE1_PROBS, EXAMPLE1_LABELS)) == 0.0
+
+
+def test_zero_one_tie_goes_to_lowest_index_and_tensor_path_agrees():
+    torch = pytest.importorskip("torch")
+    scores = np.array([[0.0, 0.0], [0.0, 1.0], [2.0, 1.0]])
+    labels = np.array([1, 1, 1])
+    np.testing.assert_array_equal(losses.zero_one(scores, labels), [1.0, 0.0, 1.0])
+    got = losses.zero_one(torch.tensor(scores, dtype=torch.float32), torch.tensor(labels))
+    assert got.dtype == torch.float32
+    assert got.tolist() == [1.0, 0.0, 1.0]
+
+
+def test_zero_one_rejects_bad_labels():
+    with pytest.raises(ValueError, match="labels"):
+        losses.zero_one(np.zeros((2, 3)), np.array([0, 3]))
