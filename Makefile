@@ -10,7 +10,7 @@ STAMP  := $(VENV)/.installed
 # nbgrader and jupyter-book start subprocesses (alembic, kernels): the venv's bin/ must be on PATH.
 export PATH := $(BIN):$(PATH)
 
-.PHONY: book test lint exercises clean
+.PHONY: book test lint exercises scan clean
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -31,6 +31,11 @@ lint: $(STAMP)
 # Regenerate the student notebooks in exercises/ from the nbgrader sources in solutions/.
 exercises: $(STAMP)
 	$(BIN)/python -m gdlib.course release
+
+# Flag submissions that tamper with grading (see gdlib/course.py): make scan DIR=submitted
+DIR ?= submitted
+scan: $(STAMP)
+	$(BIN)/python -m gdlib.course scan $(DIR)
 
 clean:
 	rm -rf _build

@@ -13,7 +13,9 @@ __version__ = "0.1.0"
 _SUBMODULES = {
     "arrays",
     "averages",
+    "course",
     "functions",
+    "grading",
     "losses",
     "optim",
     "plotting",

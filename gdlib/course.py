@@ -1,0 +1,480 @@
+"""Instructor commands for the nbgrader side of the course.
+
+    python -m gdlib.course release [ASSIGNMENT ...]
+        Regenerate ``exercises/<id>/`` from ``solutions/<id>/`` with ``nbgrader
+        generate_assignment --force`` for every assignment (or the ones named), then check that
+        no solution or hidden test leaked into the student version. ``make exercises`` runs it.
+
+    python -m gdlib.course scan PATH [PATH ...] [--trusted DIR ...]
+        Statically scan submitted notebooks (files or directories, searched recursively) for
+        code that tampers with grading -- the attacks that in-process tests cannot stop (see
+        ``gdlib.grading``): IPython hooks (``set_custom_exc``, AST/input transformers, shell
+        method overrides, event callbacks), trace/profile hooks and frame inspection,
+        ``sys.modules``, ``importlib``/``inspect``/``gc``/``ctypes``/``builtins``, imports of
+        gdlib/torch/scipy/sklearn, ``exec``/``eval``/``setattr``, and assignments to attributes
+        of numpy, builtins, sys, math, gdlib, torch or the grading module. Cells whose source is
+        identical to a locked cell of the course (``exercises/`` and ``solutions/`` under the
+        course root, or ``--trusted`` directories) are skipped: that is the instructor's code.
+        Prints one line per finding and exits with status 1 when there is any.
+
+During ``nbgrader autograde`` the same scan runs as the preprocessor ``FlagSuspiciousCode``
+(registered in ``nbgrader_config.py``): a flagged submission keeps its automatic scores but all
+its grades are marked as needing manual grading, and the findings are written to the log and to
+the comments of its answer cells.
+
+A finding is a reason to look, not proof of cheating: a student may import ``inspect`` out of
+curiosity. Conversely the scan is static: code built at run time from strings (``exec`` of a
+decoded payload) hides what it does, which is why ``exec``, ``eval`` and ``compile`` are
+findings themselves.
+"""
+
+import argparse
+import ast
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from nbgrader.api import Gradebook
+from nbgrader.preprocessors import NbGraderPreprocessor
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+# Modules an exercise answer has no reason to import.
+SUSPICIOUS_MODULES = {
+    "importlib": "can import modules behind the grader's back",
+    "inspect": "can read the grader's frames and source",
+    "gc": "can reach any object, including the grader's",
+    "ctypes": "can rewrite memory",
+    "builtins": "can replace builtin functions",
+    "ast": "is how AST transformers that rewrite test cells are written",
+    "IPython": "can install kernel hooks",
+    "gdlib": "holds the reference implementation the tests compare with",
+    "torch": "computes the answer",
+    "scipy": "computes the answer",
+    "sklearn": "computes the answer",
+    "jax": "computes the answer",
+    "tensorflow": "computes the answer",
+}
+
+# Attribute names whose use (read or write) in an answer means kernel or frame tampering.
+SUSPICIOUS_ATTRIBUTES = {
+    "set_custom_exc": "installs a custom exception handler (can swallow test failures)",
+    "custom_exceptions": "touches IPython's custom exception handling",
+    "CustomTB": "touches IPython's custom exception handling",
+    "ast_transformers": "installs an AST transformer (can rewrite test cells)",
+    "input_transformers_post": "installs an input transformer (can rewrite test cells)",
+    "input_transformers_cleanup": "installs an input transformer (can rewrite test cells)",
+    "input_transformer_manager": "touches IPython's input transformation",
+    "showtraceback": "touches IPython's error display",
+    "_showtraceback": "touches IPython's error display",
+    "InteractiveTB": "touches IPython's error display",
+    "run_cell": "touches how IPython runs cells",
+    "run_cell_async": "touches how IPython runs cells",
+    "run_code": "touches how IPython runs cells",
+    "run_ast_nodes": "touches how IPython runs cells",
+    "excepthook": "touches the exception hook",
+    "events": "touches IPython's event callbacks",
+    "settrace": "installs a trace function (can alter how test code runs)",
+    "setprofile": "installs a profile function",
+    "gettrace": "reads the trace function",
+    "getprofile": "reads the profile function",
+    "_getframe": "inspects stack frames",
+    "_current_frames": "inspects stack frames",
+    "f_back": "inspects stack frames",
+    "f_locals": "inspects stack frames",
+    "f_globals": "inspects stack frames",
+    "tb_frame": "inspects stack frames",
+    "gi_frame": "inspects stack frames",
+    "__builtins__": "reaches the builtins",
+    "__globals__": "reaches a function's globals",
+    "__code__": "reaches or replaces a function's code",
+    "__closure__": "reaches a function's closure",
+    "__subclasses__": "walks the class hierarchy",
+    "__import__": "imports behind the grader's back",
+}
+
+# Calls of these builtins in an answer are findings.
+SUSPICIOUS_CALLS = {
+    "exec": "executes code built at run time",
+    "eval": "evaluates code built at run time",
+    "compile": "compiles code built at run time",
+    "__import__": "imports behind the grader's back",
+    "setattr": "sets attributes by name (can patch modules)",
+    "delattr": "deletes attributes by name (can patch modules)",
+    "globals": "reaches the notebook's globals (can rebind the grader's names)",
+}
+
+# Modules (by the name they are imported as) whose attributes an answer must not assign.
+PROTECTED_MODULES = {
+    "numpy", "builtins", "sys", "math", "gdlib", "torch", "IPython", "threading", "copy",
+}
+# Names of the course's own objects that answers must not rebind.
+PROTECTED_NAMES = {"grading", "np", "numpy", "gdlib", "get_ipython"}
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One suspicious line: where it is and why it matters."""
+
+    path: str
+    cell: int | None  # index of the notebook cell (None for a .py file)
+    line: int
+    reason: str
+    code: str
+
+    def __str__(self) -> str:
+        where = f"{self.path}" + (f": cell {self.cell}" if self.cell is not None else "")
+        return f"{where}, line {self.line}: {self.reason}: {self.code.strip()}"
+
+
+# Magics that run their argument (or their cell body) as Python code.
+CODE_MAGICS = {"time", "timeit", "capture", "prun", "debug"}
+# Magics that run or load code from elsewhere, which a scan of the notebook cannot see.
+FILE_MAGICS = {
+    "run": "runs code from a file",
+    "load": "loads code from a file",
+    "load_ext": "loads an IPython extension",
+    "writefile": "writes a file (which later code could run)",
+}
+
+
+def _magic_call(node):
+    """``(magic name, code string or None)`` for ``get_ipython().run_line_magic(...)`` and
+    ``run_cell_magic`` calls (what IPython turns ``%magic`` lines into), else None."""
+    func = node.func
+    if not (isinstance(func, ast.Attribute)
+            and func.attr in ("run_line_magic", "run_cell_magic") and node.args):
+        return None
+    name = node.args[0]
+    if not (isinstance(name, ast.Constant) and isinstance(name.value, str)):
+        return None
+    position = 1 if func.attr == "run_line_magic" else 2
+    code = node.args[position] if len(node.args) > position else None
+    text = code.value if isinstance(code, ast.Constant) and isinstance(code.value, str) else None
+    return name.value, text
+
+
+def _python_source(source: str) -> str:
+    """Cell source with IPython syntax (magics, !shell) turned into plain Python."""
+    try:
+        from IPython.core.inputtransformer2 import TransformerManager
+    except ImportError:  # pragma: no cover - IPython is installed with nbgrader
+        return source
+    return TransformerManager().transform_cell(source)
+
+
+def _root_name(node) -> str | None:
+    """The name an attribute/subscript chain starts from: ``np`` for ``np.testing.x[0]``."""
+    while isinstance(node, (ast.Attribute, ast.Subscript, ast.Call)):
+        node = node.func if isinstance(node, ast.Call) else node.value
+    return node.id if isinstance(node, ast.Name) else None
+
+
+class _Scanner(ast.NodeVisitor):
+    """Collects ``(line, reason)`` for one cell; ``aliases`` maps local names to modules."""
+
+    def __init__(self, aliases: dict):
+        self.aliases = aliases
+        self.found: list[tuple[int, str]] = []
+
+    def flag(self, node, reason: str) -> None:
+        self.found.append((node.lineno, reason))
+
+    def _imported(self, node, module: str) -> None:
+        top = module.split(".")[0]
+        if top in SUSPICIOUS_MODULES:
+            self.flag(node, f"imports {module}, which {SUSPICIOUS_MODULES[top]}")
+
+    def visit_Import(self, node):
+        for alias in node.names:
+            self._imported(node, alias.name)
+            local = alias.asname or alias.name.split(".")[0]
+            self.aliases[local] = alias.name if alias.asname else alias.name.split(".")[0]
+        self.generic_visit(node)
+
+    def visit_ImportFrom(self, node):
+        module = node.module or ""
+        self._imported(node, module)
+        for alias in node.names:
+            full = f"{module}.{alias.name}"
+            if alias.name in SUSPICIOUS_ATTRIBUTES:
+                self.flag(node, f"imports {full}, which {SUSPICIOUS_ATTRIBUTES[alias.name]}")
+            if module.split(".")[0] in PROTECTED_MODULES:
+                self.aliases[alias.asname or alias.name] = full
+        self.generic_visit(node)
+
+    def visit_Attribute(self, node):
+        if node.attr in SUSPICIOUS_ATTRIBUTES:
+            self.flag(node, f".{node.attr} {SUSPICIOUS_ATTRIBUTES[node.attr]}")
+        elif node.attr == "modules" and self._module_of(node.value) == "sys":
+            self.flag(node, "sys.modules reaches every loaded module, the grader's included")
+        self.generic_visit(node)
+
+    def visit_Name(self, node):
+        if node.id in ("__builtins__", "__import__"):
+            self.flag(node, f"{node.id} {SUSPICIOUS_ATTRIBUTES[node.id]}")
+        self.generic_visit(node)
+
+    def visit_Call(self, node):
+        if isinstance(node.func, ast.Name) and node.func.id in SUSPICIOUS_CALLS:
+            self.flag(node, f"{node.func.id}() {SUSPICIOUS_CALLS[node.func.id]}")
+        magic = _magic_call(node)
+        if magic is not None:
+            name, code = magic
+            if name in FILE_MAGICS:
+                self.flag(node, f"%{name} {FILE_MAGICS[name]}")
+            elif name in CODE_MAGICS and code is not None:
+                # %time / %%capture ... run their argument as code: scan it too.
+                for _, reason in scan_source(code, self.aliases):
+                    self.flag(node, reason)
+        self.generic_visit(node)
+
+    def _module_of(self, node) -> str | None:
+        root = _root_name(node)
+        if root is None:
+            return None
+        return self.aliases.get(root, root).split(".")[0]
+
+    def _target(self, target, verb: str) -> None:
+        if isinstance(target, (ast.Tuple, ast.List)):
+            for element in target.elts:
+                self._target(element, verb)
+        elif isinstance(target, ast.Starred):
+            self._target(target.value, verb)
+        elif isinstance(target, (ast.Attribute, ast.Subscript)):
+            module = self._module_of(target)
+            if module in PROTECTED_MODULES:
+                self.flag(target, f"{verb} an attribute of {module}")
+            elif _root_name(target) in PROTECTED_NAMES:
+                self.flag(target, f"{verb} an attribute of {_root_name(target)}")
+        elif isinstance(target, ast.Name) and target.id in PROTECTED_NAMES - {"np", "numpy"}:
+            self.flag(target, f"rebinds {target.id}, a name the tests use")
+
+    def visit_Assign(self, node):
+        for target in node.targets:
+            self._target(target, "assigns")
+        self.generic_visit(node)
+
+    def visit_AugAssign(self, node):
+        self._target(node.target, "assigns")
+        self.generic_visit(node)
+
+    def visit_AnnAssign(self, node):
+        self._target(node.target, "assigns")
+        self.generic_visit(node)
+
+    def visit_Delete(self, node):
+        for target in node.targets:
+            self._target(target, "deletes")
+        self.generic_visit(node)
+
+
+def scan_source(source: str, aliases: dict | None = None) -> list[tuple[int, str]]:
+    """``(line, reason)`` for every suspicious construct of one cell or file.
+
+    ``aliases`` (local name -> module) carries imports from earlier cells and is updated. Code
+    that does not parse yields nothing (it fails its tests anyway).
+    """
+    aliases = {"np": "numpy"} if aliases is None else aliases
+    try:
+        tree = ast.parse(_python_source(source))
+    except SyntaxError:
+        return []
+    scanner = _Scanner(aliases)
+    scanner.visit(tree)
+    return sorted(set(scanner.found))
+
+
+def _cell_source(cell) -> str:
+    source = cell.get("source", "")
+    return "".join(source) if isinstance(source, list) else source
+
+
+def scan_notebook(nb: dict, trusted: set | frozenset = frozenset(), path: str = "",
+                  trusted_ids: set | frozenset = frozenset()) -> list:
+    """Findings in the code cells of notebook ``nb`` (a dict).
+
+    Skips cells whose source is in ``trusted`` and, when given, cells whose nbgrader
+    ``grade_id`` is in ``trusted_ids`` (during autograde: locked cells known to the gradebook,
+    whose source nbgrader has just restored).
+    """
+    findings = []
+    aliases = {"np": "numpy"}
+    for index, cell in enumerate(nb.get("cells", [])):
+        if cell.get("cell_type") != "code":
+            continue
+        source = _cell_source(cell)
+        grade_id = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
+        if source.strip() in trusted or (grade_id is not None and grade_id in trusted_ids):
+            continue
+        lines = _python_source(source).splitlines()
+        for line, reason in scan_source(source, aliases):
+            code = lines[line - 1] if 0 < line <= len(lines) else ""
+            findings.append(Finding(path, index, line, reason, code))
+    return findings
+
+
+def _read_notebook(path: Path) -> dict:
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def locked_sources(*directories: Path) -> set:
+    """Sources of the locked cells of every notebook under ``directories`` (the course's code)."""
+    sources = set()
+    for directory in directories:
+        for path in sorted(Path(directory).rglob("*.ipynb")):
+            for cell in _read_notebook(path).get("cells", []):
+                if cell.get("metadata", {}).get("nbgrader", {}).get("locked"):
+                    sources.add(_cell_source(cell).strip())
+    return sources
+
+
+def scan_paths(paths, trusted: set | frozenset = frozenset()) -> list:
+    """Findings in the notebooks and .py files at ``paths`` (directories searched recursively)."""
+    findings = []
+    for path in map(Path, paths):
+        files = sorted(path.rglob("*")) if path.is_dir() else [path]
+        for file in files:
+            if ".ipynb_checkpoints" in file.parts:
+                continue
+            if file.suffix == ".ipynb":
+                findings += scan_notebook(_read_notebook(file), trusted, str(file))
+            elif file.suffix == ".py":
+                text = file.read_text(encoding="utf-8")
+                lines = text.splitlines()
+                findings += [
+                    Finding(str(file), None, line, reason, lines[line - 1])
+                    for line, reason in scan_source(text)
+                ]
+    return findings
+
+
+# --------------------------------------------------------------------------------------------
+# nbgrader integration
+# --------------------------------------------------------------------------------------------
+
+
+class FlagSuspiciousCode(NbGraderPreprocessor):
+    """Autograde step: scan the student's cells; hold a flagged submission for manual grading.
+
+    Runs after ``SaveAutoGrades``. The instructor's cells are trusted: the locked cells of the
+    gradebook (identified by grade_id: nbgrader has restored their source, and re-inserted the
+    deleted ones with a note in front) and any cell whose source equals a stored one. A
+    finding marks every grade of the notebook as needing manual grading and puts the findings
+    in the answer cells' comments.
+    """
+
+    def preprocess(self, nb, resources):
+        info = resources["nbgrader"]
+        notebook, assignment, student = info["notebook"], info["assignment"], info["student"]
+        with Gradebook(info["db_url"]) as gb:
+            source = gb.find_notebook(notebook, assignment)
+            trusted = {cell.source.strip() for cell in source.source_cells}
+            locked = {cell.name for cell in source.source_cells if cell.locked}
+            findings = scan_notebook(nb, trusted, f"{student}/{assignment}/{notebook}.ipynb",
+                                     trusted_ids=locked)
+            if not findings:
+                return nb, resources
+            report = "\n".join(str(f) for f in findings)
+            self.log.warning("Suspicious code, held for manual grading:\n%s", report)
+            submitted = gb.find_submission_notebook(notebook, assignment, student)
+            for grade in submitted.grades:
+                grade.needs_manual_grade = True
+            for comment in submitted.comments:
+                comment.auto_comment = "Held for manual grading; the scan found:\n" + report
+            gb.db.commit()
+        return nb, resources
+
+
+# --------------------------------------------------------------------------------------------
+# Release
+# --------------------------------------------------------------------------------------------
+
+LEAK_MARKERS = ("BEGIN SOLUTION", "END SOLUTION", "BEGIN HIDDEN TESTS", "END HIDDEN TESTS")
+
+
+def assignments(root: Path = REPO_ROOT) -> list:
+    """Assignment ids: the folders of ``solutions/`` that hold a notebook."""
+    solutions = Path(root) / "solutions"
+    return sorted(p.name for p in solutions.iterdir() if p.is_dir() and any(p.glob("*.ipynb")))
+
+
+def nbgrader_env() -> dict:
+    """The environment for an nbgrader subprocess: this interpreter's bin/ first on PATH
+    (nbgrader runs alembic and jupyter kernels as subprocesses)."""
+    env = dict(os.environ)
+    env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
+    return env
+
+
+def run_nbgrader(args, root: Path, check: bool = True) -> subprocess.CompletedProcess:
+    """``nbgrader ARGS`` in course directory ``root``, with its output captured."""
+    process = subprocess.run(
+        [sys.executable, "-m", "nbgrader", *args], cwd=root, env=nbgrader_env(), check=False,
+        capture_output=True, text=True,
+    )
+    if check and process.returncode != 0:
+        raise RuntimeError(
+            f"nbgrader {' '.join(args)} failed ({process.returncode}):\n{process.stdout}"
+            f"{process.stderr}"
+        )
+    return process
+
+
+def leaked_markers(directory: Path) -> list:
+    """``(file, marker)`` for every solution/hidden-test marker left in the notebooks."""
+    leaks = []
+    for path in sorted(Path(directory).rglob("*.ipynb")):
+        text = path.read_text(encoding="utf-8")
+        leaks += [(str(path), marker) for marker in LEAK_MARKERS if marker in text]
+    return leaks
+
+
+def release(root: Path = REPO_ROOT, ids=None) -> list:
+    """Regenerate ``exercises/<id>`` for each assignment id (all by default); return the ids."""
+    root = Path(root)
+    ids = list(ids) if ids else assignments(root)
+    for assignment in ids:
+        run_nbgrader(["generate_assignment", assignment, "--force"], root)
+        leaks = leaked_markers(root / "exercises" / assignment)
+        if leaks:
+            raise RuntimeError(f"solutions or hidden tests leaked into the release: {leaks}")
+    return ids
+
+
+def _course_root() -> Path:
+    cwd = Path.cwd()
+    return cwd if (cwd / "nbgrader_config.py").exists() else REPO_ROOT
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m gdlib.course", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True)
+    release_parser = commands.add_parser("release", help="regenerate exercises/ with nbgrader")
+    release_parser.add_argument("assignment", nargs="*", help="assignment ids (default: all)")
+    scan_parser = commands.add_parser("scan", help="scan submissions for grading tampering")
+    scan_parser.add_argument("path", nargs="+", type=Path)
+    scan_parser.add_argument("--trusted", action="append", type=Path, default=None,
+                             help="directories of the course's own notebooks (default: "
+                                  "exercises/ and solutions/ of the course root)")
+    args = parser.parse_args(argv)
+    root = _course_root()
+    if args.command == "release":
+        for assignment in release(root, args.assignment):
+            print(f"released exercises/{assignment}")
+        return 0
+    trusted_dirs = args.trusted or [root / "exercises", root / "solutions"]
+    findings = scan_paths(args.path, locked_sources(*trusted_dirs))
+    for finding in findings:
+        print(finding)
+    print(f"{len(findings)} finding(s)", file=sys.stderr)
+    return 1 if findings else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,60 @@
+"""nbgrader configuration of gdcourse (nbgrader 0.9). Run nbgrader from the repository root.
+
+Layout: the instructor's notebooks (solutions + hidden tests) live in ``solutions/<id>/``; the
+student notebooks generated from them in ``exercises/<id>/`` (``make exercises``, i.e.
+``python -m gdlib.course release``). Submissions go to ``submitted/<student>/<id>/``, and
+``nbgrader autograde <id>`` writes ``autograded/`` and the gradebook ``gradebook.db`` -- all
+three are git-ignored. Every path below is relative to the directory of this file, so a copy of
+it in a temporary directory makes a self-contained course there (the tests do that).
+"""
+
+import os
+
+c = get_config()  # noqa: F821 - provided by traitlets when it loads this file
+
+# --- course and directories ---------------------------------------------------------------
+c.CourseDirectory.course_id = "gdcourse"
+c.CourseDirectory.root = os.path.dirname(os.path.abspath(__file__))
+c.CourseDirectory.source_directory = "solutions"
+c.CourseDirectory.release_directory = "exercises"
+# The gradebook (sqlite) next to this file; gradebook.db is in .gitignore.
+c.CourseDirectory.db_url = "sqlite:///" + os.path.join(c.CourseDirectory.root, "gradebook.db")
+
+# --- generating the student version ---------------------------------------------------------
+c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nraise NotImplementedError()"}
+c.ClearSolutions.text_stub = "YOUR ANSWER HERE"
+c.ClearSolutions.begin_solution_delimeter = "BEGIN SOLUTION"  # (sic: nbgrader's spelling)
+c.ClearSolutions.end_solution_delimeter = "END SOLUTION"
+c.ClearHiddenTests.begin_test_delimeter = "BEGIN HIDDEN TESTS"
+c.ClearHiddenTests.end_test_delimeter = "END HIDDEN TESTS"
+
+# --- executing notebooks (autograde, validate) ---------------------------------------------
+# Execute.timeout is per cell. When a cell exceeds it, nbgrader interrupts that cell and goes
+# on with the next ones (it does not stop the notebook), so an answer stuck in an infinite loop
+# costs `timeout` seconds for each cell that calls it, and its tests fail (0 points). Every cell
+# of our exercises runs in well under a second with a correct answer -- also with a
+# straightforward Python loop over instances instead of array operations -- on one core of a
+# slow machine, so 20 s leaves a wide margin for slow-but-correct answers while capping the
+# cost of a hanging submission at about a minute per notebook (nbgrader's default is 30 s).
+c.Execute.timeout = 20
+c.Execute.interrupt_on_timeout = True
+c.Execute.startup_timeout = 120  # a cold kernel start on a busy 2-core machine can be slow
+
+# --- autograding ------------------------------------------------------------------------------
+# Locked cells whose source a student edited are always restored from the gradebook. This also
+# re-inserts grade (test) cells a student deleted, so that they run and score as usual.
+c.OverwriteCells.add_missing_cells = True
+# After grading, scan what the student wrote (gdlib.course.FlagSuspiciousCode): a submission
+# that uses set_custom_exc, AST/input transformers, sys.modules, importlib, inspect, or assigns
+# attributes of numpy/builtins/sys/gdlib/torch is held for manual grading, with the reasons in
+# the autograde log and in the comments of its answer cells.
+c.Autograde.autograde_preprocessors = [
+    "nbgrader.preprocessors.Execute",
+    "nbgrader.preprocessors.IgnorePattern",
+    "nbconvert.preprocessors.ClearMetadataPreprocessor",
+    "nbgrader.preprocessors.LimitOutput",
+    "nbgrader.preprocessors.SaveAutoGrades",
+    "nbgrader.preprocessors.AssignLatePenalties",
+    "nbgrader.preprocessors.CheckCellMetadata",
+    "gdlib.course.FlagSuspiciousCode",
+]
