@@ -20,6 +20,7 @@ _SUBMODULES = {
     "optim",
     "plotting",
     "schedules",
+    "torch",
     "training",
 }
 
