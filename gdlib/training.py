@@ -185,10 +185,10 @@ def train(model, loss_fn, X, Y, optimizer, batch_size: int, epochs: int, seed: i
             scheduler.step()
 
     model.train()
+    bar = tqdm(total=epochs * len(batches), disable=not progress, leave=False, desc="train")
+    start = time.perf_counter()  # before the first full-loss evaluation, whose time is excluded
     if full_loss:
         full_data_loss()
-    bar = tqdm(total=epochs * len(batches), disable=not progress, leave=False, desc="train")
-    start = time.perf_counter()
     for epoch in range(epochs):
         if schedule_per == "epoch":
             set_lr(epoch)

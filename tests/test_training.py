@@ -289,3 +289,26 @@ def test_random_mini_batches_bad_input():
         training.random_mini_batches(X, Y, 2.5, seed=0)
     with pytest.raises(ValueError, match="same number of examples"):
         training.random_mini_batches(X, Y[:5], 2, seed=0)
+
+
+def test_train_times_exclude_every_full_loss_evaluation():
+    # The full-data loss (batch of all n examples) is made slow on purpose: its time must not
+    # count as training time, neither before the first step nor after each epoch.
+    import time
+
+    torch.manual_seed(0)
+    X, Y = torch.randn(12, 3, dtype=torch.float64), torch.randn(12, 1, dtype=torch.float64)
+    model = torch.nn.Linear(3, 1).double()
+
+    def loss_fn(out, target):
+        if len(target) == len(Y):
+            time.sleep(0.2)
+        return torch.nn.functional.mse_loss(out, target)
+
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    history = training.train(model, loss_fn, X, Y, opt, batch_size=4, epochs=2, seed=0,
+                             full_loss=True)
+    assert len(history.epoch_losses) == 3
+    assert (history.times >= 0).all(), history.times
+    assert (np.diff(history.times) >= 0).all(), history.times
+    assert history.times[-1] < 0.2, "a full-loss evaluation was counted as training time"
