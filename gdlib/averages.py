@@ -9,11 +9,11 @@ weights sum to ``1 - beta**t``, not 1, so early averages are biased towards 0; b
 (편향 보정) divides by that sum: ``v_t / (1 - beta**t)``. With ``beta = 0.98`` (seed 004):
 ``v_1 = 0.02 theta_1``, ``v_2 = 0.0196 theta_1 + 0.02 theta_2`` and ``1 - beta**2 = 0.0396``.
 
-Seed 002 (eq 12-13) writes the same average as ``E_t = (1 - gamma) E_{t-1} + gamma g_t`` with
-``gamma = 2 / (n + 1)`` for a window of ``n`` values: gamma weights the *new* value, so
-``beta = 1 - gamma`` (``beta_from_span``). Seed 004 instead reads ``beta`` as averaging over
-about ``1 / (1 - beta)`` values (``effective_window``): beta = 0.9 is "about 10 days" there and
-a span of n = 19 in seed 002.
+Seed 002 (eq 12-13) writes the same average, of squared gradients, as
+``E[g^2]_t = (1 - gamma) E[g^2]_{t-1} + gamma g_t^2`` with ``gamma = 2 / (n + 1)`` for a window
+of ``n`` values: gamma weights the *new* value, so ``beta = 1 - gamma`` (``beta_from_span``).
+Seed 004 instead reads ``beta`` as averaging over about ``1 / (1 - beta)`` values
+(``effective_window``): beta = 0.9 is "about 10 days" there and a span of n = 19 in seed 002.
 """
 
 import math

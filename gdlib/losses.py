@@ -26,9 +26,20 @@ parameter domain Theta (R^{d_theta} when unconstrained):
 
 The two differ by the constant factor 1/n: same minimisers, gradients scaled by 1/n, so gradient
 descent with learning rate eta on the total loss takes the same steps as learning rate n * eta on
-the mean loss. torch's ``reduction='sum'`` is ``total_loss`` and ``reduction='mean'`` is
-``mean_loss`` of our per-instance values (for the hinge loss mind torch's extra factor 1/C, see
-``hinge``).
+the mean loss.
+
+torch's reductions average or add over *every entry* of its unreduced loss, ours over
+instances. They agree (``reduction='sum'`` is ``total_loss``, ``reduction='mean'`` is
+``mean_loss`` of our per-instance values) when each instance has one value: ``mse``/``mae`` of
+shape (n,), ``sigmoid_cross_entropy`` of shape (n,), ``cross_entropy`` and
+``softmax_cross_entropy``. Otherwise:
+
+- ``mse``, ``mae`` with shape (n, d): each instance is the mean of d entries, so torch's
+  ``reduction='sum'`` is d * ``total_loss``; ``reduction='mean'`` is ``mean_loss``.
+- ``sigmoid_cross_entropy`` with shape (n, k): each instance is the sum of k entries, so torch's
+  ``reduction='sum'`` is ``total_loss``; ``reduction='mean'`` is ``mean_loss`` / k.
+- ``hinge``: torch's ``multi_margin_loss`` divides each instance by C (see ``hinge``), so its
+  ``'sum'`` is ``total_loss`` / C and its ``'mean'`` is ``mean_loss`` / C.
 
 Notation and conventions
 ------------------------
@@ -575,7 +586,9 @@ def total_loss(per_instance):
     r"""Total loss over a set of instances, seed 000 eq 11: L(theta; T) = sum_i l_i.
 
     ``per_instance`` holds the losses l_i, shape (n,), as every loss here returns. Training
-    minimises this over theta (seed 000 eq 12). torch: ``reduction='sum'``.
+    minimises this over theta (seed 000 eq 12). torch's ``reduction='sum'`` equals it, except for
+    ``mse``/``mae`` of shape (n, d), where it is d * total_loss, and ``hinge``, where it is
+    total_loss / C (see the module docstring).
     """
     per_instance = _per_instance(per_instance)
     return namespace(per_instance).sum(per_instance)
@@ -584,8 +597,10 @@ def total_loss(per_instance):
 def mean_loss(per_instance):
     r"""Mean loss, the empirical risk (경험적 위험도, seed 003 §8.1.1): (1/n) sum_i l_i.
 
-    Same minimisers as ``total_loss``; its gradient is 1/n times as large. torch:
-    ``reduction='mean'``.
+    Same minimisers as ``total_loss``; its gradient is 1/n times as large. torch's
+    ``reduction='mean'`` equals it for ``mse``/``mae`` of any shape; it is mean_loss / k for
+    ``sigmoid_cross_entropy`` of shape (n, k) and mean_loss / C for ``hinge`` (see the module
+    docstring).
     """
     per_instance = _per_instance(per_instance)
     if per_instance.shape[0] == 0:

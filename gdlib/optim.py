@@ -49,13 +49,17 @@ Conventions (the seeds disagree; gdlib follows torch.optim where torch has the r
    (c). torch's ``dampening=beta`` is (c) *except on the first step*, where torch sets its buffer
    to ``g_1`` instead of ``(1 - beta) g_1``; it equals (c) started from ``velocity = g_1``.
 2. Epsilon (ε) placement. torch (and Kingma & Ba for Adam) add eps *outside* the root,
-   ``g / (sqrt(s) + eps)``; every seed writes ``g / sqrt(s + eps)``. gdlib's default matches
-   torch; ``eps_inside_sqrt=True`` gives the seeds' form. Adadelta is the exception: torch,
-   Zeiler (2012) and the seeds all put eps inside both roots, and so does gdlib (no option).
-3. Decay-rate names. Seed 000 calls every decay rate rho; seed 001 gamma; seeds 003/004 gamma or
-   beta; torch uses ``momentum`` (SGD), ``alpha`` (RMSprop), ``rho`` (Adadelta), ``betas``. Seed
-   002 eq 12 writes ``E_t = (1 - gamma) E_{t-1} + gamma g_t^2``: its gamma weights the *new*
-   term, so it is ``1 - beta`` here.
+   ``g / (sqrt(s) + eps)``; the seeds' update equations all write ``g / sqrt(s + eps)`` (seed
+   000's text after eq 22 has the per-coordinate rate ``eta / (sqrt(G(i,i)) + eps)``, eps
+   outside, against its own eq 22). gdlib's default matches torch; ``eps_inside_sqrt=True``
+   gives the seeds' equations. Adadelta is the exception: torch, Zeiler (2012) and the seeds
+   all put eps inside both roots, and so does gdlib (no option).
+3. Decay-rate names. Seed 000 calls every decay rate rho, and seed 001 gamma, except for Adam
+   (and seed 000's Nadam), where both write beta1, beta2 (seed 000 eq 33 and Algorithms 9-10;
+   seed 001's Adam slide); seeds 003/004 gamma or beta; torch uses ``momentum`` (SGD),
+   ``alpha`` (RMSprop), ``rho`` (Adadelta), ``betas``. Seed 002 eq 12 writes
+   ``E_t = (1 - gamma) E_{t-1} + gamma g_t^2``: its gamma weights the *new* term, so it is
+   ``1 - beta`` here.
 4. Adagrad's accumulator. Seed 000 eq 22 writes a matrix ``G = sum g g^T`` and uses only
    ``diag(G)``; gdlib stores just that diagonal, the vector ``sum g^2`` (as torch does).
 5. Nesterov (네스테로프). Seeds 000 (eq 21) and 001 take the gradient at the look-ahead point
@@ -597,9 +601,10 @@ class Nadam(Rule):
     with beta1 = 0.9 the direction is ``1.9 g`` under eq 42 and ``1.47 g`` under Dozat). torch
     differs further through its schedule, which starts at ``mu ~ beta1 / 2`` and approaches beta1
     only after thousands of steps (``0.96^(t psi) = 1/2`` at ``t psi ~ 17``); no ``psi`` makes
-    torch's mu constant, so neither constant-mu form is a torch setting. torch keeps
-    ``mu_product`` as a float32 scalar tensor unless torch's default dtype is float64; gdlib keeps
-    it in double precision.
+    torch's mu equal to beta1 (``psi = 0`` gives the constant ``mu_t = beta1 / 2``, with
+    ``mu_product`` 0.45, 0.2025, ... for beta1 = 0.9), so neither form with ``mu = beta1`` is a
+    torch setting. torch keeps ``mu_product`` as a float32 scalar tensor unless torch's default
+    dtype is float64; gdlib keeps it in double precision.
     """
 
     State: ClassVar[type] = NadamState

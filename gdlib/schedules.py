@@ -5,9 +5,20 @@ a Python number or a numpy array of counters (handy for plotting the curve)::
 
     schedules.inverse_time(np.arange(50), lr0=0.2, decay_rate=1.0)
 
-Counting convention (the one ``torch.optim.lr_scheduler`` uses): ``epoch`` is the number of
-epochs already completed, so the first epoch trains with ``schedule(0) = lr0`` (for
-``inverse_sqrt``: ``k * lr0``). Seed 004's ``epoch_num`` is this counter.
+Counting convention (the one of torch's ``LambdaLR``, ``ExponentialLR`` and ``StepLR``):
+``epoch`` is the number of epochs already completed, counted from 0, so the first epoch trains
+with ``schedule(0) = lr0`` (for ``inverse_sqrt``: ``k * lr0``).
+
+Seed 004 counts epochs from 1 (the first pass over the training set is the first epoch), so its
+``epoch_num`` is ``epoch + 1``:
+
+- ``inverse_time`` and ``exponential`` put ``epoch`` where the seed writes ``epoch_num``, so they
+  reach the seed's rate for a given ``epoch_num`` one epoch later: gdlib's first epoch uses
+  ``lr0``, the seed's ``lr0 / (1 + decay_rate)`` (``0.95 * lr0`` for exponential decay). The
+  seed's own values are ``schedule(epoch + 1, ...)``. ``staircase`` counts the same way (the seed
+  gives it in words only).
+- ``inverse_sqrt`` uses ``epoch_num = epoch + 1``, the seed's values exactly, because the seed's
+  ``k / sqrt(epoch_num)`` is undefined at 0.
 
 ``inverse_sqrt`` also serves the per-mini-batch form ``k / sqrt(t) * lr0`` of seed 004: pass the
 number of mini-batch steps already taken instead of the epoch, and step the schedule after every
@@ -58,9 +69,10 @@ def inverse_sqrt(epoch, lr0: float, k: float = 1.0):
     """Inverse square-root decay: ``lr = k / sqrt(epoch + 1) * lr0``.
 
     Seed 004 writes ``k / sqrt(epoch_num) * lr0`` (or ``k / sqrt(t) * lr0`` with ``t`` the
-    mini-batch count), which is undefined for the first epoch (``epoch_num = 0``). We count from
-    one: the first epoch (``epoch = 0``) uses ``k * lr0``, the next ``k / sqrt(2) * lr0``, and so
-    on; the seed's ``sqrt(epoch_num)`` is our ``sqrt(epoch + 1)``.
+    mini-batch count) with epochs counted from 1; with a counter starting at 0 it would be
+    undefined for the first epoch. Our ``epoch`` counts from 0, so we use ``epoch_num = epoch + 1``:
+    the first epoch (``epoch = 0``) uses ``k * lr0``, the next ``k / sqrt(2) * lr0``, and so on,
+    the seed's values; the seed's ``sqrt(epoch_num)`` is our ``sqrt(epoch + 1)``.
     torch: ``LambdaLR(opt, lambda e: k / math.sqrt(e + 1))``.
     """
     _require_positive(lr0, "lr0")
