@@ -11,8 +11,10 @@
         ``gdlib.grading``): IPython hooks (``set_custom_exc``, AST/input transformers, shell
         method overrides, event callbacks), trace/profile hooks and frame inspection,
         ``sys.modules``, ``importlib``/``inspect``/``gc``/``ctypes``/``builtins``, imports of
-        gdlib/torch/scipy/sklearn, ``exec``/``eval``/``setattr``, and assignments to attributes
-        of numpy, builtins, sys, math, gdlib, torch or the grading module. Cells whose source is
+        gdlib/torch/scipy/sklearn, ``exec``/``eval``/``setattr``/``vars``, ``__dict__`` and
+        ``__class__``, assignments to attributes of numpy, builtins, sys, math, gdlib, torch or
+        the grading module, and rebinding a name the locked cells of the same notebook define
+        (``check_steps = lambda *a, **k: None``; see ``course_names``). Cells whose source is
         identical to a locked cell of the course (``exercises/`` and ``solutions/`` under the
         course root, or ``--trusted`` directories) are skipped: that is the instructor's code.
         Prints one line per finding and exits with status 1 when there is any.
@@ -94,6 +96,12 @@ SUSPICIOUS_ATTRIBUTES = {
     "__closure__": "reaches a function's closure",
     "__subclasses__": "walks the class hierarchy",
     "__import__": "imports behind the grader's back",
+    "__dict__": "reaches an object's namespace (can patch a module)",
+    "__class__": "reaches or replaces an object's class",
+    "__getattribute__": "reaches or replaces how attributes are read",
+    "__setattr__": "reaches or replaces how attributes are set",
+    "__defaults__": "reaches or replaces a function's default arguments",
+    "__kwdefaults__": "reaches or replaces a function's default arguments",
 }
 
 # Calls of these builtins in an answer are findings.
@@ -105,6 +113,7 @@ SUSPICIOUS_CALLS = {
     "setattr": "sets attributes by name (can patch modules)",
     "delattr": "deletes attributes by name (can patch modules)",
     "globals": "reaches the notebook's globals (can rebind the grader's names)",
+    "vars": "reaches a namespace (can patch a module)",
 }
 
 # Modules (by the name they are imported as) whose attributes an answer must not assign.
@@ -173,11 +182,99 @@ def _root_name(node) -> str | None:
     return node.id if isinstance(node, ast.Name) else None
 
 
-class _Scanner(ast.NodeVisitor):
-    """Collects ``(line, reason)`` for one cell; ``aliases`` maps local names to modules."""
+_COMPREHENSIONS = (ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp)
+_DEFINITIONS = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
 
-    def __init__(self, aliases: dict):
+
+def _import_bindings(node) -> list:
+    """``(node, local name, imported path)`` for an import statement."""
+    if isinstance(node, ast.Import):
+        return [(node, alias.asname or alias.name.split(".")[0],
+                 alias.name if alias.asname else alias.name.split(".")[0])
+                for alias in node.names]
+    return [(node, alias.asname or alias.name, f"{node.module or ''}.{alias.name}")
+            for alias in node.names if alias.name != "*"]
+
+
+def module_bindings(tree) -> list:
+    """``(node, name, path)`` for every name a cell binds or deletes in the notebook's global
+    namespace: assignment, ``for``/``with``/``except``/``match``/walrus targets, ``def`` and
+    ``class``, imports (``path`` is the imported module or object, ``None`` otherwise), ``del``,
+    and the names a function declares ``global`` (it can rebind them). Comprehension variables
+    and a function's own locals are not global and do not count."""
+    found = []
+
+    def visit(node):
+        if isinstance(node, _DEFINITIONS):
+            found.append((node, node.name, None))
+            found.extend((inner, name, None) for inner in ast.walk(node)
+                         if isinstance(inner, ast.Global) for name in inner.names)
+            return
+        if isinstance(node, ast.Lambda):
+            return
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            found.extend(_import_bindings(node))
+            return
+        if isinstance(node, _COMPREHENSIONS):  # only a walrus inside binds outside it
+            found.extend((inner, inner.target.id, None) for inner in ast.walk(node)
+                         if isinstance(inner, ast.NamedExpr))
+            return
+        if isinstance(node, ast.Name) and isinstance(node.ctx, (ast.Store, ast.Del)):
+            found.append((node, node.id, None))
+        elif isinstance(node, (ast.ExceptHandler, ast.MatchAs, ast.MatchStar)) and node.name:
+            found.append((node, node.name, None))
+        elif isinstance(node, ast.MatchMapping) and node.rest:
+            found.append((node, node.rest, None))
+        for child in ast.iter_child_nodes(node):
+            visit(child)
+
+    visit(tree)
+    return found
+
+
+def _parse(source: str):
+    """The AST of a cell (IPython syntax turned into Python), or None when it does not parse."""
+    try:
+        return ast.parse(_python_source(source))
+    except SyntaxError:
+        return None
+
+
+def course_names(sources) -> dict:
+    """Names the locked cells (``sources``) of one notebook define, which answers must not
+    rebind: ``{name: frozenset of imported paths}`` (``None`` in the set for a binding that is
+    not an import).
+
+    A name counts when a locked cell binds it by ``def``, ``class`` or import (the course's
+    functions and the grader's helpers), or binds it otherwise and a locked cell that does not
+    bind it reads it (data passed from cell to cell, e.g. the worked example's arrays). A
+    temporary that a grade cell binds and uses itself does not: answers may reuse its name.
+    """
+    paths: dict = {}
+    functions, shared = set(), set()
+    for source in sources:
+        tree = _parse(source)
+        if tree is None:
+            continue
+        bound = set()
+        for node, name, path in module_bindings(tree):
+            paths.setdefault(name, set()).add(path)
+            bound.add(name)
+            if path is not None or isinstance(node, _DEFINITIONS):
+                functions.add(name)
+        shared |= {node.id for node in ast.walk(tree)
+                   if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load)} - bound
+    return {name: frozenset(found) for name, found in paths.items()
+            if name in functions or name in shared}
+
+
+class _Scanner(ast.NodeVisitor):
+    """Collects ``(line, reason)`` for one cell; ``aliases`` maps local names to modules,
+    ``names`` holds the names the course's locked cells define (``course_names``)."""
+
+    def __init__(self, aliases: dict, names: dict | None = None):
         self.aliases = aliases
+        self.names = names or {}
         self.found: list[tuple[int, str]] = []
 
     def flag(self, node, reason: str) -> None:
@@ -228,7 +325,7 @@ class _Scanner(ast.NodeVisitor):
                 self.flag(node, f"%{name} {FILE_MAGICS[name]}")
             elif name in CODE_MAGICS and code is not None:
                 # %time / %%capture ... run their argument as code: scan it too.
-                for _, reason in scan_source(code, self.aliases):
+                for _, reason in scan_source(code, self.aliases, self.names):
                     self.flag(node, reason)
         self.generic_visit(node)
 
@@ -272,19 +369,33 @@ class _Scanner(ast.NodeVisitor):
         self.generic_visit(node)
 
 
-def scan_source(source: str, aliases: dict | None = None) -> list[tuple[int, str]]:
+    def rebound_course_names(self, tree) -> None:
+        """Flag bindings of names the course's locked cells define (an import of the same
+        module or object, e.g. ``import numpy as np``, is fine)."""
+        for node, name, path in module_bindings(tree):
+            course_paths = self.names.get(name)
+            if course_paths is None or (path is not None and path in course_paths):
+                continue
+            verb = "deletes" if isinstance(getattr(node, "ctx", None), ast.Del) else "rebinds"
+            self.flag(node, f"{verb} {name}, a name defined by the course's locked cells "
+                            f"(the tests may use it)")
+
+
+def scan_source(source: str, aliases: dict | None = None,
+                names: dict | None = None) -> list[tuple[int, str]]:
     """``(line, reason)`` for every suspicious construct of one cell or file.
 
-    ``aliases`` (local name -> module) carries imports from earlier cells and is updated. Code
-    that does not parse yields nothing (it fails its tests anyway).
+    ``aliases`` (local name -> module) carries imports from earlier cells and is updated.
+    ``names``: the names the course's locked cells define (``course_names``), which the code
+    must not rebind. Code that does not parse yields nothing (it fails its tests anyway).
     """
     aliases = {"np": "numpy"} if aliases is None else aliases
-    try:
-        tree = ast.parse(_python_source(source))
-    except SyntaxError:
+    tree = _parse(source)
+    if tree is None:
         return []
-    scanner = _Scanner(aliases)
+    scanner = _Scanner(aliases, names)
     scanner.visit(tree)
+    scanner.rebound_course_names(tree)
     return sorted(set(scanner.found))
 
 
@@ -294,12 +405,13 @@ def _cell_source(cell) -> str:
 
 
 def scan_notebook(nb: dict, trusted: set | frozenset = frozenset(), path: str = "",
-                  trusted_ids: set | frozenset = frozenset()) -> list:
+                  trusted_ids: set | frozenset = frozenset(), names: dict | None = None) -> list:
     """Findings in the code cells of notebook ``nb`` (a dict).
 
     Skips cells whose source is in ``trusted`` and, when given, cells whose nbgrader
     ``grade_id`` is in ``trusted_ids`` (during autograde: locked cells known to the gradebook,
-    whose source nbgrader has just restored).
+    whose source nbgrader has just restored). ``names``: the names the locked cells of this
+    notebook in the course define (``course_names``); a cell that rebinds one is a finding.
     """
     findings = []
     aliases = {"np": "numpy"}
@@ -311,7 +423,7 @@ def scan_notebook(nb: dict, trusted: set | frozenset = frozenset(), path: str = 
         if source.strip() in trusted or (grade_id is not None and grade_id in trusted_ids):
             continue
         lines = _python_source(source).splitlines()
-        for line, reason in scan_source(source, aliases):
+        for line, reason in scan_source(source, aliases, names):
             code = lines[line - 1] if 0 < line <= len(lines) else ""
             findings.append(Finding(path, index, line, reason, code))
     return findings
@@ -322,27 +434,46 @@ def _read_notebook(path: Path) -> dict:
         return json.load(f)
 
 
-def locked_sources(*directories: Path) -> set:
-    """Sources of the locked cells of every notebook under ``directories`` (the course's code)."""
-    sources = set()
+def _locked_code(*directories: Path) -> dict:
+    """``{notebook file name: [sources of its locked code cells]}`` for the notebooks under
+    ``directories`` (a release and its solutions share file names: their cells are merged)."""
+    cells: dict = {}
     for directory in directories:
         for path in sorted(Path(directory).rglob("*.ipynb")):
+            sources = cells.setdefault(path.name, [])
             for cell in _read_notebook(path).get("cells", []):
-                if cell.get("metadata", {}).get("nbgrader", {}).get("locked"):
-                    sources.add(_cell_source(cell).strip())
-    return sources
+                if (cell.get("cell_type") == "code"
+                        and cell.get("metadata", {}).get("nbgrader", {}).get("locked")):
+                    sources.append(_cell_source(cell).strip())
+    return cells
 
 
-def scan_paths(paths, trusted: set | frozenset = frozenset()) -> list:
-    """Findings in the notebooks and .py files at ``paths`` (directories searched recursively)."""
+def locked_sources(*directories: Path) -> set:
+    """Sources of the locked cells of every notebook under ``directories`` (the course's code)."""
+    return {source for sources in _locked_code(*directories).values() for source in sources}
+
+
+def locked_names(*directories: Path) -> dict:
+    """``{notebook file name: course_names(its locked cells)}`` for the notebooks under
+    ``directories``; a submission is matched to its notebook by file name."""
+    return {name: course_names(sources) for name, sources in _locked_code(*directories).items()}
+
+
+def scan_paths(paths, trusted: set | frozenset = frozenset(), names: dict | None = None) -> list:
+    """Findings in the notebooks and .py files at ``paths`` (directories searched recursively).
+
+    ``names``: ``locked_names`` of the course, so that a notebook's cells that rebind a name
+    its locked cells define are findings."""
     findings = []
+    names = names or {}
     for path in map(Path, paths):
         files = sorted(path.rglob("*")) if path.is_dir() else [path]
         for file in files:
             if ".ipynb_checkpoints" in file.parts:
                 continue
             if file.suffix == ".ipynb":
-                findings += scan_notebook(_read_notebook(file), trusted, str(file))
+                findings += scan_notebook(_read_notebook(file), trusted, str(file),
+                                          names=names.get(file.name))
             elif file.suffix == ".py":
                 text = file.read_text(encoding="utf-8")
                 lines = text.splitlines()
@@ -363,7 +494,8 @@ class FlagSuspiciousCode(NbGraderPreprocessor):
 
     Runs after ``SaveAutoGrades``. The instructor's cells are trusted: the locked cells of the
     gradebook (identified by grade_id: nbgrader has restored their source, and re-inserted the
-    deleted ones with a note in front) and any cell whose source equals a stored one. A
+    deleted ones with a note in front) and any cell whose source equals a stored one; the
+    names the stored locked cells define must not be rebound (``course_names``). A
     finding marks every grade of the notebook as needing manual grading and puts the findings
     in the answer cells' comments.
     """
@@ -375,8 +507,10 @@ class FlagSuspiciousCode(NbGraderPreprocessor):
             source = gb.find_notebook(notebook, assignment)
             trusted = {cell.source.strip() for cell in source.source_cells}
             locked = {cell.name for cell in source.source_cells if cell.locked}
+            names = course_names(cell.source for cell in source.source_cells
+                                 if cell.locked and cell.cell_type == "code")
             findings = scan_notebook(nb, trusted, f"{student}/{assignment}/{notebook}.ipynb",
-                                     trusted_ids=locked)
+                                     trusted_ids=locked, names=names)
             if not findings:
                 return nb, resources
             report = "\n".join(str(f) for f in findings)
@@ -469,7 +603,7 @@ def main(argv=None) -> int:
             print(f"released exercises/{assignment}")
         return 0
     trusted_dirs = args.trusted or [root / "exercises", root / "solutions"]
-    findings = scan_paths(args.path, locked_sources(*trusted_dirs))
+    findings = scan_paths(args.path, locked_sources(*trusted_dirs), locked_names(*trusted_dirs))
     for finding in findings:
         print(finding)
     print(f"{len(findings)} finding(s)", file=sys.stderr)

@@ -11,44 +11,80 @@ a failing answer gets a message that says what is wrong::
       instance 7: expected 1.41, got 1.49
 
 and hints where it can tell more: NaN or infinity where the answer is finite, every value off
-by the same amount (an extra term in a sum), or by the same factor (a sign, a mean for a sum).
+by the same amount (an extra term in a sum), or by the same factor (a sign, a mean for a sum),
+or a known mistake the test cell names (``hints``).
 
 API
 ---
 ``check_function(student_fn, reference_fn, cases, ...)``
-    The main entry: for every ``case(label, *args, **kwargs)`` it calls the student's function
-    on copies of the arguments (watching what it calls), then the reference, and compares with
+    The main entry for a function of its inputs: for every ``case(label, *args, **kwargs)`` it
+    calls the student's function with ``call_answer``, then the reference, and compares with
     ``check_array``. Raises ``GradingError`` (an ``AssertionError``) with a message.
-``check_array(name, got, expected, rtol=..., atol=..., axis_names=..., shape_hint=...)``
+``check_steps(student_step, reference_step, problems, *, call, state, hints=(), name=None)``
+    The main entry for a rule applied step after step (an optimizer's update): runs the
+    student's step and the reference's on every step of every problem, feeding both the
+    reference's values after the previous step, and names the first wrong step, value and
+    coordinate, with the text of a known mistake the wrong values reproduce.
+``run_steps(student_step, problem, *, call, state)``
+    The values after ``problem.steps`` steps of the student's rule alone (each step fed the
+    previous one's result), to compare with a table of the book.
+``call_answer(fn, args, names, where, *, kwargs=None, returns=None, trusted=())``
+    One call of an answer as a test should make it: on copies of the arguments, watched for
+    forbidden code, failing when the answer raises, modifies an argument in place, or does not
+    return the tuple ``returns`` names.
+``check_array(name, got, expected, rtol=..., atol=..., axis_names=..., shape_hint=..., hints=...)``
     Type, shape and value comparison with trusted primitives, naming the wrong entries.
 ``check_own_code(fn, name)``
     Fails when ``fn`` reaches the reference library (gdlib) or another library that computes the
     answer (torch, scipy, sklearn, jax, tensorflow) through its globals, closure or defaults.
 ``case(label, *args, **kwargs)``, ``random_cases(label, make, shapes, seed)``, ``rng(seed)``
     Build the inputs: one ``Case``, or one per shape with arguments ``make(generator, *shape)``.
+``QuadraticProblem``, ``random_quadratics(seed, count, steps, *, hyper, state)``
+    Test problems for step rules: f(theta) = theta^T A theta / 2 - b^T theta with a start,
+    a learning rate and hyper-parameters; random ones drawn from ``rng``.
 ``protect(*module_names)``, ``require_untampered()``, ``reset_kernel_hooks()``
     Integrity helpers, described below.
 
 Recipe for a chapter's exercise notebook (``solutions/NN_slug/NN_slug.ipynb``)
 ----------------------------------------------------------------------------
-(``solutions/01_losses/01_losses.ipynb`` is the worked example.)
+(``solutions/01_losses/01_losses.ipynb`` is the worked example for functions of their inputs,
+``solutions/04_momentum/04_momentum.ipynb`` for step rules.)
 
 - A locked setup cell first: ``import numpy as np``, ``from gdlib import grading``,
-  ``grading.protect("gdlib.<module>")`` for each module holding a reference.
+  ``grading.protect("gdlib.<module>", "gdlib.grading")`` for each module holding a reference
+  (``protect`` always guards ``gdlib.grading`` and the ``gdlib`` package; naming the grading
+  module documents that).
 - Locked cells for data the visible tests use (e.g. the seed's example as arrays).
 - One answer cell per part (solution cell; the code between ``### BEGIN SOLUTION`` and
   ``### END SOLUTION`` becomes ``raise NotImplementedError()``), keeping the ``def`` line and
   docstring outside the markers.
-- One locked grade cell per part, with points. It imports what it uses itself (``from gdlib
-  import grading``, ``from gdlib.<module> import f as reference_f``): it must not depend on
-  an earlier test cell having run. Visible part: ``check_function`` on the seed's example,
-  plus ``check_array`` against the seed's printed numbers with a tolerance matching their
-  rounding. Hidden part, between ``### BEGIN HIDDEN TESTS`` and ``### END HIDDEN TESTS``:
-  ``check_function`` on ``random_cases`` (several seeds and shapes) and on the edge cases the
-  task text announces. Pass gdlib's own function as the reference (it is checked to be
-  gdlib's); when the student's signature differs, wrap the *student's* function instead.
-  Do not end a grade cell with an expression that displays a number: nbgrader reads it as
-  partial credit (the check functions return None, so a call is fine).
+- One locked grade cell per part, with points. It imports **everything it calls** itself
+  (``import numpy as np``, ``from gdlib.grading import check_function, check_array, case``,
+  ``from gdlib.<module> import f as reference_f``) or defines it in the same cell: it must not
+  call a function that an earlier cell defined, since an answer cell runs in between and can
+  rebind any name (the scan flags answers that rebind a name the course's locked cells define,
+  but the grade must not depend on the scan). Reading the arrays of a locked data cell is
+  fine: rebinding them can only make the visible checks fail. Visible part: ``check_function`` on the seed's example, plus ``check_array`` against the
+  seed's printed numbers with a tolerance matching their rounding. Hidden part, between
+  ``### BEGIN HIDDEN TESTS`` and ``### END HIDDEN TESTS``: ``check_function`` on
+  ``random_cases`` (several seeds and shapes) and on the edge cases the task text announces.
+  Pass gdlib's own function as the reference (it is checked to be gdlib's); when the
+  student's signature differs, wrap the *student's* function instead. Do not end a grade cell
+  with an expression that displays a number: nbgrader reads it as partial credit (the check
+  functions return None, so a call is fine).
+- Step rules (an optimizer's update, a recurrence): the answer is one step,
+  ``rule_step(theta, ..., lr, ...) -> (new_theta, new_state...)``. In the grade cell define
+  ``reference(problem, values)`` (gdlib's rule on one step; ``values`` is the tuple of
+  carried values, e.g. ``(theta, velocity)``), ``call(fn, problem, values, where)`` (builds the
+  answer's arguments and returns ``call_answer(fn, args, names, where, returns=...)``; pass
+  callbacks the answer gets, such as a gradient function, as ``trusted``), hints
+  ``(text, mistake)`` with ``mistake(problem, values)`` returning what a known mistake returns
+  (``None`` for a value it does not predict), and the worked example as a
+  ``QuadraticProblem``. Visible: ``check_steps`` on the worked example (and a variant of its
+  hyper-parameters, so that an answer fitted to one setting fails), then ``run_steps`` and
+  ``check_array`` against the book's table. Hidden: ``check_steps`` on
+  ``random_quadratics(seed, hyper=..., state=...)`` (include the edge cases: a zero
+  hyper-parameter, a zero and a non-zero starting state).
 - Then ``make exercises`` and commit both notebooks; tests/test_exercises.py and
   tests/test_notebooks.py pick the new chapter up.
 
@@ -70,21 +106,30 @@ notebooks, also run during ``nbgrader autograde``) is the backstop. Defended att
    with the snapshot, restores what was replaced, and fails with a message naming it. The
    failure is sticky: once a replacement was seen, every later check of the session fails,
    because the student's code ran with it.
-2. *Calling the reference* (``from gdlib.losses import hinge``, ``import gdlib; gdlib.losses.hinge``,
+2. *Replacing the grader* (``grading.check_steps = lambda *a, **k: None``,
+   ``gdlib.grading.require_untampered = ...``, or rebinding a helper a test cell would call).
+   Grade cells import what they call in the same cell, so rebinding a notebook name has no
+   effect on them. After ``protect``, the module objects of ``gdlib.grading`` and of the
+   ``gdlib`` package are guarded: every attribute read from them (``from gdlib.grading import
+   check_steps`` and ``from gdlib import grading`` included) first compares the namespace with
+   a copy taken in the setup cell -- held in a closure, out of reach of the namespace --
+   restores what was replaced and records it, so the real check runs and fails.
+3. *Calling the reference* (``from gdlib.losses import hinge``, ``import gdlib; gdlib.losses.hinge``,
    ``sys.modules["gdlib.losses"]``, ``importlib``, torch's own loss). ``check_own_code`` inspects
    the function's code names, globals, closure and defaults (recursively through the student's
    own helper functions) for objects of a forbidden package, and string constants that name one.
-   Then every call of the student's function runs under a profile hook (``sys.setprofile``, and
-   ``threading.setprofile`` for threads it starts) that records any Python frame executing code
-   of a forbidden package and any call of ``sys._getframe``, ``sys.settrace`` or
+   Then every call of the student's function (``call_answer``) runs under a profile hook
+   (``sys.setprofile``, and ``threading.setprofile`` for threads it starts) that records any
+   Python frame executing code of a forbidden package -- except calls made by the test's own
+   callbacks passed as ``trusted`` -- and any call of ``sys._getframe``, ``sys.settrace`` or
    ``sys.setprofile`` (frame inspection could read the grader's locals). Either fails the check.
-3. *Hard-coding the visible example*: hidden tests compare with the reference on random inputs
+4. *Hard-coding the visible example*: hidden tests compare with the reference on random inputs
    drawn with ``rng(seed)`` (a generator made from a ``default_rng`` captured at import, so
    patching ``np.random`` cannot choose the hidden inputs).
-4. *Editing or deleting test cells*: handled by nbgrader, not here. Locked cells whose source
+5. *Editing or deleting test cells*: handled by nbgrader, not here. Locked cells whose source
    changed are restored from the gradebook, and with ``OverwriteCells.add_missing_cells = True``
    (set in ``nbgrader_config.py``) deleted grade cells are re-inserted and run.
-5. *Swallowing errors*: ``set_custom_exc`` alone does not help a student under nbgrader 0.9.6:
+6. *Swallowing errors*: ``set_custom_exc`` alone does not help a student under nbgrader 0.9.6:
    the traceback is hidden but the kernel's execute reply still has status "error", and
    nbgrader then adds an error output to the cell (0 points). ``reset_kernel_hooks`` -- called
    by every check -- also restores the traceback display and removes
@@ -95,11 +140,14 @@ notebooks, also run during ``nbgrader autograde``) is the backstop. Defended att
 
 What is *not* prevented: code that runs before this module is imported (a student can move
 cells), reading the hidden tests' random inputs by means the profile hook does not see (e.g.
-``gc.get_objects()``), rebinding functions of this module, or any other deliberate tampering
-with the interpreter. The scan flags the usual tools for that (``sys.modules``, ``importlib``,
-``inspect``, ``gc``, ``ctypes``, ``setattr``, assignments to attributes of numpy, builtins, sys,
-gdlib, torch, IPython hooks...), and a flagged submission is held for manual grading. A
-grader that cannot be subverted needs the student's code in a separate process.
+``gc.get_objects()``), replacing the guarded module's class or its ``sys.modules`` entry,
+mutating this module's private records (``_SNAPSHOTS``, ``_TAMPERED``), or any other
+deliberate tampering with the interpreter. The scan flags the usual tools for that
+(``sys.modules``, ``importlib``, ``inspect``, ``gc``, ``ctypes``, ``setattr``, ``vars``,
+``__class__``/``__dict__``, assignments to attributes of numpy, builtins, sys, gdlib, torch,
+IPython hooks, rebinding a name the course's locked cells define...), and a flagged submission
+is held for manual grading. A grader that cannot be subverted needs the student's code in a
+separate process.
 """
 
 import builtins
@@ -110,6 +158,7 @@ import sys
 import sysconfig
 import threading
 import types
+from collections.abc import Mapping
 from importlib import import_module
 from importlib.util import find_spec
 from pathlib import Path
@@ -124,15 +173,20 @@ __all__ = [
     "FORBIDDEN_PACKAGES",
     "Case",
     "GradingError",
+    "QuadraticProblem",
+    "call_answer",
     "case",
     "check_array",
     "check_function",
     "check_own_code",
+    "check_steps",
     "protect",
     "random_cases",
+    "random_quadratics",
     "require_untampered",
     "reset_kernel_hooks",
     "rng",
+    "run_steps",
 ]
 
 # Packages whose code must not run inside a student's answer: the reference library itself and
@@ -158,6 +212,7 @@ _len = builtins.len
 _min = builtins.min
 _float = builtins.float
 _tuple = builtins.tuple
+_list = builtins.list
 _sorted = builtins.sorted
 _deepcopy = copy.deepcopy
 _setprofile = sys.setprofile
@@ -262,7 +317,12 @@ def protect(*module_names: str) -> None:
     Call it in the locked setup cell, right after ``from gdlib import grading``, for every
     module whose functions the tests use as reference, e.g. ``grading.protect("gdlib.losses")``:
     an answer that then replaces ``gdlib.losses.softmax`` (which the reference calls) is caught.
+    It also guards this module and the ``gdlib`` package (``"gdlib.grading"`` may be named
+    too; see ``_guard``): an answer that replaces ``gdlib.grading.check_steps``, or
+    ``gdlib.grading`` itself, is caught when a test cell reads it.
     """
+    for module in (sys.modules[__name__], sys.modules[__name__.rpartition(".")[0]]):
+        _guard(module)
     for name in module_names:
         module = import_module(name)
         for loaded in _sorted(sys.modules):
@@ -275,12 +335,57 @@ def protect(*module_names: str) -> None:
             _snapshot(sys.modules[loaded])
 
 
+def _guard(module) -> None:
+    """Make ``module`` check its own namespace whenever an attribute is read from it.
+
+    The module's class becomes a ``types.ModuleType`` subclass whose ``__getattribute__`` first
+    compares the namespace with a copy taken now, puts back whatever differs and records it in
+    ``_TAMPERED`` (so the next check fails). Everything it needs is held in its closure, which
+    an answer cannot reach through the namespace. A test cell's ``from gdlib.grading import
+    check_steps`` (or ``from gdlib import grading``, guarding the package) reads the attribute
+    this way, so it always gets the real object. Functions of this module read their globals
+    directly (not through the guard); ``require_untampered`` compares the namespace too, and
+    checks that the guard is still in place. Names added to the module later (a submodule
+    loaded on first use) are not watched.
+    """
+    if any(guarded is module for guarded, _, _ in _GUARDS):
+        return
+    namespace = vars(module)
+    saved = {k: v for k, v in namespace.items() if not (k.startswith("__") and k.endswith("__"))}
+    tampered, name, missing = _TAMPERED, module.__name__, object()
+    read = types.ModuleType.__getattribute__
+
+    def restore() -> None:
+        for key, value in saved.items():
+            if namespace.get(key, missing) is not value:
+                tampered.append(f"{name}.{key}")
+                namespace[key] = value
+
+    class GuardedModule(types.ModuleType):
+        """A module that checks its namespace before every attribute read (see ``_guard``)."""
+
+        def __getattribute__(self, attribute):
+            restore()
+            return read(self, attribute)
+
+    module.__class__ = GuardedModule
+    _GUARDS.append((module, GuardedModule, vars(GuardedModule)["__getattribute__"]))
+
+
+_GUARDS: list = []  # (module, its guard class, the class's __getattribute__) once guarded
+
+
 def require_untampered() -> None:
     """Fail when an attribute of a snapshotted module differs from its snapshot.
 
     Replaced attributes are put back (so the reference computes with the real numpy), and the
     failure is sticky: every later check of the session fails too.
     """
+    for module, guard, method in _GUARDS:
+        if type(module) is not guard or vars(guard).get("__getattribute__") is not method:
+            _TAMPERED.append(f"the guard of {module.__name__}")
+            module.__class__ = guard
+            guard.__getattribute__ = method
     for name, (module, saved) in _SNAPSHOTS.items():
         current = vars(module)
         for key, value in saved.items():
@@ -401,8 +506,34 @@ def _constant_offset(got, expected):
     return None
 
 
+def _wrong_entries(got, expected, rtol: float, atol: float):
+    """Boolean array: where ``got`` differs from ``expected`` beyond the tolerance."""
+    with _errstate(all="ignore"):
+        return ~((got == expected) | (_abs(got - expected) <= atol + rtol * _abs(expected)))
+
+
+def _matches(got, expected, rtol: float = 1e-7, atol: float = 1e-9) -> bool:
+    """Whether ``got`` equals ``expected`` within the tolerance (False when either is not an
+    array of real numbers, or the shapes differ)."""
+    try:
+        got = _as_numbers("", got, "")
+        expected = _as_numbers("", expected, "")
+    except GradingError:
+        return False
+    return got.shape == expected.shape and not bool(_wrong_entries(got, expected, rtol, atol).any())
+
+
+def _hint_text(hints, got, rtol: float, atol: float) -> str:
+    """``"\n  hint: <text>"`` for the first ``(text, value)`` of ``hints`` that ``got`` matches."""
+    for text, value in hints:
+        if _matches(got, value, rtol, atol):
+            return "\n  hint: " + text
+    return ""
+
+
 def check_array(name: str, got, expected, *, rtol: float = 1e-7, atol: float = 1e-9,
-                axis_names=None, shape_hint: str = "", max_listed: int = 5) -> None:
+                axis_names=None, shape_hint: str = "", max_listed: int = 5,
+                hints=()) -> None:
     """Raise ``GradingError`` unless ``got`` equals ``expected`` entry by entry.
 
     An entry passes when |got - expected| <= atol + rtol |expected| or both are the same
@@ -410,6 +541,8 @@ def check_array(name: str, got, expected, *, rtol: float = 1e-7, atol: float = 1
     in the message; ``shape_hint`` is appended to a shape mismatch (e.g. "return one loss per
     instance"). The message lists up to ``max_listed`` wrong entries, points out NaN and
     infinity, and a constant factor (wrong sign, mean instead of sum) when there is one.
+    ``hints``: ``(text, value)`` pairs, the value a known mistake gives; when ``got`` matches
+    one (same tolerance), the message ends with ``hint: <text>`` of the first that does.
     Uses only primitives captured at import and ndarray operators.
     """
     _start_check()
@@ -417,10 +550,9 @@ def check_array(name: str, got, expected, *, rtol: float = 1e-7, atol: float = 1
     got = _as_numbers(name, got, "your result")
     if got.shape != expected.shape:
         message = f"{name}: expected shape {expected.shape}, got {got.shape}"
-        raise GradingError(message + (f": {shape_hint}" if shape_hint else ""))
-    with _errstate(all="ignore"):
-        good = (got == expected) | (_abs(got - expected) <= atol + rtol * _abs(expected))
-    bad = ~good
+        message += (f": {shape_hint}" if shape_hint else "") + _hint_text(hints, got, rtol, atol)
+        raise GradingError(message)
+    bad = _wrong_entries(got, expected, rtol, atol)
     count = int(bad.sum())
     if count == 0:
         return
@@ -455,7 +587,7 @@ def check_array(name: str, got, expected, *, rtol: float = 1e-7, atol: float = 1
                 f"  every value is off by the same amount, {offset:+.6g}: look for a term that "
                 f"should not be in the sum, or one that is missing"
             )
-    raise GradingError("\n".join(lines))
+    raise GradingError("\n".join(lines) + _hint_text(hints, got, rtol, atol))
 
 
 # --------------------------------------------------------------------------------------------
@@ -624,9 +756,28 @@ def _in_dirs(code, dirs) -> bool:
     return code.co_filename.startswith(dirs) or _code_path(code).startswith(dirs)
 
 
-def _call_watched(fn, args, kwargs, dirs):
-    """``fn(*args, **kwargs)`` and the forbidden code it ran (profile hook on this thread and
-    on threads it starts)."""
+def _read_numbers(value):
+    """``value`` as a float64 ndarray when it reads as real numbers, else ``value`` itself."""
+    if value is None:
+        return None
+    try:
+        raw = _array(value)
+    except Exception:  # noqa: BLE001 - check_array reports what the value is
+        return value
+    return raw.astype(_float64) if raw.dtype.kind in "biuf" else value
+
+
+def _read_values(result, count: int):
+    """The items of a tuple or list of ``count`` values, each read with ``_read_numbers``."""
+    if _isinstance(result, (_tuple, _list)) and _len(result) == count:
+        return _tuple(_read_numbers(item) for item in result)
+    return result
+
+
+def _call_watched(fn, args, kwargs, dirs, read, trusted_codes=frozenset()):
+    """``read(fn(*args, **kwargs))`` and the forbidden code it ran (profile hook on this thread
+    and on threads it starts). Forbidden code called directly by code in ``trusted_codes``
+    (the test's own callbacks) is not recorded."""
     seen = []
     this_frame_code = _call_watched.__code__
 
@@ -636,7 +787,9 @@ def _call_watched(fn, args, kwargs, dirs):
         if event == "call":
             # Record where forbidden code is entered, not the calls it makes internally.
             caller = frame.f_back
-            if _in_dirs(frame.f_code, dirs) and not (caller and _in_dirs(caller.f_code, dirs)):
+            if _in_dirs(frame.f_code, dirs) and not (
+                caller and (_in_dirs(caller.f_code, dirs) or caller.f_code in trusted_codes)
+            ):
                 module = frame.f_globals.get("__name__", frame.f_code.co_filename)
                 seen.append(f"{module}.{frame.f_code.co_name}")
         elif event == "c_call":
@@ -648,16 +801,9 @@ def _call_watched(fn, args, kwargs, dirs):
     _thread_setprofile(hook)
     _setprofile(hook)
     try:
-        result = fn(*args, **kwargs)
-        # Read the result into a plain ndarray here, under the hook: an object's __array__ or
+        # Read the result into plain ndarrays here, under the hook: an object's __array__ or
         # __float__ could otherwise run forbidden code after the watch.
-        if result is not None:
-            try:
-                raw = _array(result)
-            except Exception:  # noqa: BLE001 - check_array reports what the result is
-                raw = None
-            if raw is not None and raw.dtype.kind in "biuf":
-                result = raw.astype(_float64)
+        result = read(fn(*args, **kwargs))
     finally:
         _setprofile(previous)
         _thread_setprofile(None)
@@ -682,6 +828,80 @@ def _same_value(a, b) -> bool:
 def _argument_names(fn) -> tuple:
     code = getattr(fn, "__code__", None)
     return code.co_varnames[: code.co_argcount] if code is not None else ()
+
+
+def _returned_values(result, names, where: str) -> tuple:
+    """``result`` as the tuple of ``len(names)`` values it must be (one name: the value
+    itself, made a 1-tuple); a ``GradingError`` naming what to return otherwise."""
+    if _len(names) == 1:
+        return (result,)
+    if _isinstance(result, (_tuple, _list)) and _len(result) == _len(names):
+        return _tuple(result)
+    if _isinstance(result, (_tuple, _list)):
+        what = f"a {type(result).__name__} of {_len(result)} values"
+    else:
+        what = type(result).__name__
+    raise GradingError(f"{where}: return the {_len(names)} values ({', '.join(names)}) as a "
+                       f"tuple, got {what}")
+
+
+def call_answer(fn, args, names=(), where: str | None = None, *, kwargs=None, returns=None,
+                trusted=(), name: str | None = None, forbidden=FORBIDDEN_PACKAGES):
+    """``fn(*args, **kwargs)`` called as a test must call an answer; returns its result.
+
+    - ``check_own_code(fn)`` first: the answer must not reach gdlib, torch, ... (static look);
+    - the answer gets copies of the arguments (``ndarray.copy``, else ``copy.deepcopy``) and
+      runs under the profile hook of the module docstring: any forbidden code it runs fails,
+      however it got there (``sys.modules``, a module name built from strings, a thread).
+      ``trusted``: the test's own callables passed to the answer (e.g. a gradient function);
+      forbidden code they call directly is the grader's, not the answer's;
+    - an exception of the answer becomes a ``GradingError`` "<where> raised <type>: <message>",
+      chained so that the traceback shows the student's line; ``NotImplementedError`` (an
+      unanswered exercise) and ``GradingError`` propagate unchanged;
+    - an argument modified in place fails, named by ``names`` (the positional arguments'
+      names) or its keyword;
+    - ``returns`` (optional): the names of the values the answer returns, e.g.
+      ``("new_theta", "new_velocity")``; with two or more the result must be a tuple or list of
+      that many values. Each returned value (or the whole result without ``returns``) that
+      reads as real numbers comes back as a float64 ndarray, read under the hook.
+
+    ``where`` starts the messages (default: the function's name, ``name``).
+    """
+    name = name or getattr(fn, "__name__", "your function")
+    where = where or name
+    kwargs = kwargs or {}
+    check_own_code(fn, name, forbidden)
+    packages = _tuple(forbidden)
+    count = _len(returns) if returns else 0
+    read = (lambda result: _read_values(result, count)) if count > 1 else _read_numbers
+    trusted_codes = frozenset(getattr(f, "__code__", None) for f in trusted) - {None}
+    student_args = [_copy(a) for a in args]
+    student_kwargs = {k: _copy(v) for k, v in kwargs.items()}
+    try:
+        with _errstate(all="ignore"):
+            got, uses = _call_watched(fn, student_args, student_kwargs,
+                                      _forbidden_dirs(packages), read, trusted_codes)
+    except (NotImplementedError, GradingError):
+        raise
+    except Exception as error:
+        raise GradingError(f"{where} raised {type(error).__name__}: {error}") from error
+    finally:
+        _start_check()
+    if uses:
+        raise GradingError(_reference_message(name, uses, packages))
+    changed = [names[i] if i < _len(names) else f"#{i}"
+               for i, (before, after) in enumerate(zip(args, student_args))
+               if not _same_value(before, after)]
+    changed += [k for k, v in kwargs.items() if not _same_value(v, student_kwargs[k])]
+    if changed:
+        arg = changed[0]
+        raise GradingError(
+            f"{where} modified its argument {arg} in place; work on a copy or build a new array "
+            f"(e.g. {arg} - x instead of {arg} -= x)"
+        )
+    if count > 1:
+        _returned_values(got, returns, where)
+    return got
 
 
 def _genuine_reference(reference_fn) -> None:
@@ -709,45 +929,180 @@ def check_function(student_fn, reference_fn, cases, *, name: str | None = None,
                    shape_hint: str = "", forbidden=FORBIDDEN_PACKAGES) -> None:
     """Compare ``student_fn`` with ``reference_fn`` on every case; raise ``GradingError``.
 
-    For each ``Case`` the student's function is called first, on copies of the arguments and
-    under the profile hook (see the module docstring); then the reference is called on the
-    originals. A failure names the case, and: an exception raised by the answer (chained, so
-    the traceback shows the student's line), use of a forbidden package, an argument modified
-    in place, a wrong type or shape, or the wrong entries (``check_array``).
+    For each ``Case`` the student's function is called first, with ``call_answer`` (on copies
+    of the arguments, under the profile hook; see the module docstring); then the reference
+    is called on the originals. A failure names the case, and: an exception raised by the
+    answer (chained, so the traceback shows the student's line), use of a forbidden package, an
+    argument modified in place, a wrong type or shape, or the wrong entries (``check_array``).
     ``NotImplementedError`` (an unanswered exercise) propagates unchanged.
     """
     name = name or getattr(student_fn, "__name__", "your function")
     check_own_code(student_fn, name, forbidden)
     _genuine_reference(reference_fn)
-    packages = _tuple(forbidden)
-    dirs = _forbidden_dirs(packages)
     arg_names = _argument_names(reference_fn)
-    for item in cases:
-        label, args, kwargs = item
-        student_args = [_copy(a) for a in args]
-        student_kwargs = {k: _copy(v) for k, v in kwargs.items()}
+    for label, args, kwargs in cases:
         where = f"{name} on case {label!r}"
-        try:
-            with _errstate(all="ignore"):
-                got, uses = _call_watched(student_fn, student_args, student_kwargs, dirs)
-        except NotImplementedError:
-            raise
-        except Exception as error:
-            raise GradingError(f"{where} raised {type(error).__name__}: {error}") from error
-        finally:
-            _start_check()
-        if uses:
-            raise GradingError(_reference_message(name, uses, packages))
-        for position, (before, after) in enumerate(zip(args, student_args)):
-            if not _same_value(before, after):
-                arg = arg_names[position] if position < _len(arg_names) else f"#{position}"
-                raise GradingError(
-                    f"{where} modified its argument {arg} in place; work on a copy or build a "
-                    f"new array (e.g. {arg} - x instead of {arg} -= x)"
-                )
+        got = call_answer(student_fn, args, arg_names, where, kwargs=kwargs, name=name,
+                          forbidden=forbidden)
         expected = reference_fn(*args, **kwargs)
         check_array(where, got, expected, rtol=rtol, atol=atol, axis_names=axis_names,
                     shape_hint=shape_hint)
+
+
+# --------------------------------------------------------------------------------------------
+# Step rules: an update applied step after step (optimizers)
+# --------------------------------------------------------------------------------------------
+
+
+class QuadraticProblem(NamedTuple):
+    """A test problem for step rules: f(theta) = theta^T A theta / 2 - b^T theta.
+
+    Its gradient is ``grad(theta) = A theta - b`` (A symmetric). ``start`` holds the values the
+    rule carries at step 0, theta first: ``(theta0, *state0)``, e.g. ``(theta0, velocity0)``.
+    ``lr`` is the learning rate, ``steps`` the number of steps to run, ``hyper`` the rule's
+    other hyper-parameters, which also read as attributes: ``problem.beta`` is
+    ``problem.hyper["beta"]``. ``label`` names the problem in messages.
+    """
+
+    label: str
+    A: np.ndarray
+    b: np.ndarray
+    start: tuple
+    lr: float
+    steps: int
+    hyper: Mapping = types.MappingProxyType({})
+
+    def grad(self, theta):
+        """The gradient A theta - b at ``theta``."""
+        return self.A @ theta - self.b
+
+    def __getattr__(self, attribute):
+        hyper = self.hyper
+        if not attribute.startswith("_") and attribute in hyper:
+            return hyper[attribute]
+        raise AttributeError(f"{type(self).__name__} {self.label!r} has no attribute "
+                             f"{attribute!r} (hyper-parameters: {', '.join(hyper) or 'none'})")
+
+
+_QUADRATIC_SIZES = (1, 2, 5, 20)  # coordinates of random_quadratics' problems, in turn
+
+
+def _setting(value) -> str:
+    return f"{value:.3g}" if _isinstance(value, float) else f"{value}"
+
+
+def random_quadratics(seed: int, count: int = 6, steps: int = 100, *, hyper=None,
+                      state=None) -> list:
+    """``count`` random convex ``QuadraticProblem``s; problem i is drawn with ``rng(seed + i)``.
+
+    Problem i has (1, 2, 5, 20)[i % 4] coordinates, A = Q diag(c) Q^T with a
+    random rotation Q and curvatures c = u 10^s (u uniform in [0.05, 1] per coordinate, s
+    uniform in [-1, 1]: condition numbers up to 20), b ~ N(0, 1), theta0 ~ N(0, 2^2), and a
+    learning rate lr = w / max(c) with w uniform in [0.05, 0.95] (plain gradient descent
+    converges on every problem).
+
+    ``hyper(generator, i)`` returns the rule's other hyper-parameters as a dict (they appear in
+    the label, e.g. "random quadratic, 5 coordinates, lr=0.0831, beta=0.512 (seed 4102)");
+    ``state(generator, i, theta0)`` returns the other values the rule carries at step 0, so
+    that ``start = (theta0, *state(...))``. Both must draw from the generator they get (the
+    inputs then cannot be chosen by an answer that patches ``np.random``); use ``i`` to make
+    edge cases, e.g. a zero hyper-parameter for ``i == 0``. The namespaces are checked (and
+    restored) first, so both may use numpy freely.
+    """
+    _start_check()
+    problems = []
+    for i in range(count):
+        generator = rng(seed + i)
+        size = _QUADRATIC_SIZES[i % _len(_QUADRATIC_SIZES)]
+        rotation, _ = np.linalg.qr(generator.normal(size=(size, size)))
+        curvatures = generator.uniform(0.05, 1.0, size) * 10.0 ** generator.uniform(-1, 1)
+        lr = _float(generator.uniform(0.05, 0.95) / curvatures.max())
+        b = generator.normal(size=size)
+        theta0 = generator.normal(scale=2.0, size=size)
+        settings = dict(hyper(generator, i)) if hyper is not None else {}
+        carried = _tuple(state(generator, i, theta0)) if state is not None else ()
+        shown = ", ".join(f"{key}={_setting(value)}" for key, value in
+                          [("lr", lr), *settings.items()])
+        problems.append(QuadraticProblem(
+            f"random quadratic, {size} coordinates, {shown} (seed {seed + i})",
+            (rotation * curvatures) @ rotation.T, b, (theta0, *carried), lr, steps,
+            types.MappingProxyType(settings)))
+    return problems
+
+
+def _mistake_hint(hints, got, wrong: int, problem, values, rtol: float, atol: float) -> str:
+    """``"\\n  hint: <text>"`` for the first ``(text, mistake)`` whose predicted values the
+    answer's values ``got`` match, the ``wrong`` one included; "" when none does."""
+    for text, mistake in hints:
+        try:
+            predicted = mistake(problem, values)
+            predicted = (predicted,) if _len(got) == 1 else _tuple(predicted)
+        except Exception:  # noqa: BLE001, S112 - a hint that does not apply is skipped
+            continue
+        if _len(predicted) != _len(got) or predicted[wrong] is None:
+            continue
+        if all(p is None or _matches(g, p, rtol, atol) for g, p in zip(got, predicted)):
+            return "\n  hint: " + text
+    return ""
+
+
+def check_steps(student_step, reference_step, problems, *, call, state, hints=(),
+                name: str | None = None, rtol: float = 1e-7, atol: float = 1e-9,
+                axis_names=("coordinate",)) -> None:
+    """Compare a step rule with the reference at every step of every problem.
+
+    ``state`` names the values the rule carries from step to step, theta first, e.g.
+    ``("theta", "velocity")``: each step gets them and returns their new values in this order
+    (with one name, the step returns the value itself). For every problem (an object with
+    ``label``, ``steps`` and ``start``, the values at step 0, such as a ``QuadraticProblem``)
+    and every step k = 1..steps:
+
+    - ``call(student_step, problem, values, where)`` runs the answer on the values after step
+      k - 1 (the test builds its arguments and returns ``call_answer(...)``);
+    - ``reference_step(problem, values)`` runs the reference on the same values;
+    - each new value is compared (``check_array``); the message names the problem, the step,
+      the value and the wrong coordinates, e.g. "momentum_step, the worked example (lr=0.4,
+      beta=0.5), step 1: new theta: 1 of 2 values wrong ...";
+    - the next step starts from the reference's values, so that one error does not spread.
+
+    ``hints``: ``(text, mistake)`` pairs; ``mistake(problem, values)`` returns the values a
+    known mistake gives (``None`` for one it does not predict). When the answer's values match
+    a mistake's on every value it predicts -- the wrong one included -- the message ends with
+    ``hint: <text>`` of the first such mistake. ``check_own_code`` runs first.
+    """
+    name = name or getattr(student_step, "__name__", "your function")
+    check_own_code(student_step, name)
+    for problem in problems:
+        values = _tuple(problem.start)
+        for step in range(1, problem.steps + 1):
+            where = f"{name}, {problem.label}, step {step}"
+            got = _returned_values(call(student_step, problem, values, where),
+                                   [f"new_{part}" for part in state], where)
+            expected = _returned_values(reference_step(problem, values), state,
+                                        f"the reference at {where}")
+            for index, part in enumerate(state):
+                try:
+                    check_array(f"{where}: new {part}", got[index], expected[index], rtol=rtol,
+                                atol=atol, axis_names=axis_names,
+                                shape_hint=f"new {part} must have the shape of {part}")
+                except GradingError as error:
+                    hint = _mistake_hint(hints, got, index, problem, values, rtol, atol)
+                    raise GradingError(str(error) + hint) from None
+            values = expected
+
+
+def run_steps(student_step, problem, *, call, state, name: str | None = None) -> tuple:
+    """The answer's own values after ``problem.steps`` steps, each step fed the previous one's
+    result (not the reference's), as a tuple in the order of ``state``; ``call`` as for
+    ``check_steps``. For the comparison with a table of the book, after ``check_steps``."""
+    name = name or getattr(student_step, "__name__", "your function")
+    values = _tuple(problem.start)
+    for step in range(1, problem.steps + 1):
+        where = f"{name}, {problem.label}, step {step}"
+        got = call(student_step, problem, values, where)
+        values = _tuple(_read_numbers(v) for v in
+                        _returned_values(got, [f"new_{part}" for part in state], where))
+    return values
 
 
 def _snapshot_at_import() -> None:

@@ -34,6 +34,11 @@ FLAGGED = {
     "sys.excepthook = f": "assigns an attribute of sys",
     "%%capture\nnp.allclose = f": "assigns an attribute of numpy",
     "%run cheat.py": "%run runs code from a file",
+    "vars(grading)['check_steps'] = f": "vars()",
+    "m.__dict__['check_steps'] = f": ".__dict__",
+    "type(grading).__getattribute__ = object.__getattribute__": ".__getattribute__",
+    "grading.__class__ = type(sys)": ".__class__",
+    "f.__defaults__ = (0,)": ".__defaults__",
 }
 
 CLEAN = [
@@ -119,3 +124,90 @@ def test_assignments_are_the_solution_folders_with_a_notebook(tmp_path):
     for name in ("02_sgd", "01_losses"):
         nbformat.write(notebook("x = 1"), tmp_path / "solutions" / name / f"{name}.ipynb")
     assert course.assignments(tmp_path) == ["01_losses", "02_sgd"]
+
+
+# --------------------------------------------------------------------------------------------
+# Names the course's locked cells define
+# --------------------------------------------------------------------------------------------
+
+LOCKED = [
+    "import numpy as np\n\nfrom gdlib import grading\ngrading.protect('gdlib.optim')",
+    "SCORES = np.ones(3)\nLIMIT = 2\nSCORES",  # data for the tests (LIMIT: never read)
+    (
+        "from gdlib.grading import check_steps\n\n\ndef ravine(lr):\n    return lr\n\n\n"
+        "hidden = [ravine(0.1), SCORES]\ncheck_steps(momentum_step, hidden)\n"
+        "for seed in range(3):\n    check_steps(momentum_step, [seed])"
+    ),
+    "## a markdown heading that does not parse: = =",
+]
+NAMES = course.course_names(LOCKED)
+
+
+def test_course_names_are_functions_imports_and_data_shared_between_cells():
+    assert NAMES == {
+        "np": frozenset({"numpy"}), "grading": frozenset({"gdlib.grading"}),
+        "check_steps": frozenset({"gdlib.grading.check_steps"}), "ravine": frozenset({None}),
+        "SCORES": frozenset({None}),
+    }  # not hidden or seed (a grade cell's own temporaries), nor LIMIT (no other cell reads it)
+
+
+REBINDS = {
+    "check_steps = lambda *a, **k: None": "rebinds check_steps",
+    "def check_steps(*args):\n    pass": "rebinds check_steps",
+    "class ravine:\n    pass": "rebinds ravine",
+    "SCORES = np.zeros(3)": "rebinds SCORES",
+    "SCORES += 1": "rebinds SCORES",
+    "SCORES: list = []": "rebinds SCORES",
+    "for SCORES in range(2):\n    pass": "rebinds SCORES",
+    "with open('x') as (a, check_steps):\n    pass": "rebinds check_steps",
+    "try:\n    pass\nexcept ValueError as ravine:\n    pass": "rebinds ravine",
+    "if (ravine := None) is None:\n    pass": "rebinds ravine",
+    "x = [(ravine := y) for y in range(2)]": "rebinds ravine",
+    "def f():\n    global check_steps\n    check_steps = None": "rebinds check_steps",
+    "del ravine": "deletes ravine",
+    "import os as check_steps": "rebinds check_steps",
+    "from mylib import check_steps": "rebinds check_steps",
+    "import numpy.linalg as np": "rebinds np",
+    "match 1:\n    case SCORES:\n        pass": "rebinds SCORES",
+}
+
+
+@pytest.mark.parametrize("source", sorted(REBINDS))
+def test_scan_flags_answers_that_rebind_course_names(source):
+    reasons = [reason for _, reason in course.scan_source(source, names=NAMES)]
+    assert any(reason.startswith(REBINDS[source] + ", a name defined by the course's locked "
+                                 "cells") for reason in reasons), reasons
+
+
+@pytest.mark.parametrize("source", [
+    "import numpy as np",  # the course's own import again
+    "import numpy",
+    "hidden = np.ones(2)\nseed = 3\nLIMIT = 4",  # names the course only uses in one cell
+    "def momentum_step(theta, grad, velocity, lr, beta):\n    SCORES = 1\n    return SCORES",
+    "x = [SCORES for SCORES in range(3)]",  # a comprehension's variable is its own
+    "class Box:\n    ravine = 1\n    def check_steps(self):\n        pass",
+    "f = lambda SCORES: SCORES",
+    "print(SCORES, ravine(0.1))",
+])
+def test_scan_lets_answers_reuse_names_that_are_not_the_courses(source):
+    assert course.scan_source(source, names=NAMES) == []
+
+
+def test_scan_command_flags_rebinding_the_names_of_the_same_notebook_only(tmp_path, capsys):
+    for kind, answer in (("exercises", "raise NotImplementedError()"),
+                         ("solutions", "def momentum_step():\n    pass")):
+        path = tmp_path / kind / "a" / "a.ipynb"
+        path.parent.mkdir(parents=True)
+        nbformat.write(notebook(*LOCKED[:3], answer, locked={0, 1, 2}), path)
+    assert course.locked_names(tmp_path / "exercises", tmp_path / "solutions") == {"a.ipynb": NAMES}
+    submitted = tmp_path / "submitted" / "eve" / "a"
+    submitted.mkdir(parents=True)
+    cheat = "def momentum_step():\n    pass\n\n\ncheck_steps = print"
+    nbformat.write(notebook(*LOCKED[:3], cheat, locked={0, 1, 2}), submitted / "a.ipynb")
+    nbformat.write(notebook("check_steps = print"), submitted / "b.ipynb")  # another notebook
+    trusted = ["--trusted", str(tmp_path / "exercises"), "--trusted", str(tmp_path / "solutions")]
+    assert course.main(["scan", str(submitted), *trusted]) == 1
+    (line,) = capsys.readouterr().out.splitlines()
+    assert line == (f"{submitted / 'a.ipynb'}: cell 3, line 5: rebinds check_steps, a name "
+                    f"defined by the course's locked cells (the tests may use it): "
+                    f"check_steps = print")

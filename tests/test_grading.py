@@ -4,12 +4,13 @@ the integrity checks (patched numpy/builtins/gdlib, IPython hooks in a real kern
 import builtins
 import functools
 import sys
+import types
 
 import nbformat
 import numpy as np
 import pytest
 
-from gdlib import grading, losses
+from gdlib import grading, losses, optim
 
 SCORES = np.array([[0.49, 0.43, 0.08], [0.45, 0.53, 0.02], [0.21, 0.15, 0.64]])
 LABELS = np.array([0, 1, 2])
@@ -409,3 +410,347 @@ def test_kernel_hooks_are_reset_by_the_checks(tmp_path):
     assert error_names(nb.cells[2]) == ["GradingError"]
     assert nb.cells[3].outputs[0].text == "() [] False []\n"
     assert nb.cells[4].outputs[-1].text == "fine\n"
+
+
+# --------------------------------------------------------------------------------------------
+# call_answer
+# --------------------------------------------------------------------------------------------
+
+
+def momentum_args(theta=(1.0, -2.0), grad=(0.5, 4.0), velocity=(0.2, 0.0)):
+    return (np.array(theta), np.array(grad), np.array(velocity), 0.1, 0.9)
+
+
+NAMES = ("theta", "grad", "velocity", "lr", "beta")
+PAIR = ("new_theta", "new_velocity")
+
+
+def own_momentum(theta, grad, velocity, lr, beta):
+    new_velocity = beta * velocity + grad
+    return theta - lr * new_velocity, new_velocity
+
+
+def test_call_answer_returns_the_values_as_float_arrays():
+    theta, velocity = grading.call_answer(own_momentum, momentum_args(), NAMES, "step",
+                                          returns=PAIR)
+    # v = 0.9 (0.2, 0) + (0.5, 4) = (0.68, 4); theta = (1, -2) - 0.1 v = (0.932, -2.4).
+    np.testing.assert_allclose(velocity, [0.68, 4.0], rtol=1e-15)
+    np.testing.assert_allclose(theta, [0.932, -2.4], rtol=1e-15)
+    assert theta.dtype == np.float64
+    one = grading.call_answer(lambda x: [1, 2], ([0.0],))  # without returns: the whole result
+    assert isinstance(one, np.ndarray) and one.dtype == np.float64
+
+
+def test_call_answer_requires_the_tuple_returns_names():
+    def theta_only(theta, grad, velocity, lr, beta):
+        return theta - lr * grad
+
+    message = failure(grading.call_answer, theta_only, momentum_args(), NAMES, "step 1",
+                      returns=PAIR)
+    assert message == ("step 1: return the 2 values (new_theta, new_velocity) as a tuple, got "
+                       "ndarray")
+    message = failure(grading.call_answer, lambda *a: (1, 2, 3), momentum_args(), NAMES, "s",
+                      returns=PAIR)
+    assert "got a tuple of 3 values" in message
+
+
+def test_call_answer_gives_copies_and_names_a_modified_argument():
+    def in_place(theta, grad, velocity, lr, beta):
+        velocity *= beta
+        velocity += grad
+        return theta - lr * velocity, velocity
+
+    args = momentum_args()
+    message = failure(grading.call_answer, in_place, args, NAMES, "step 3", returns=PAIR)
+    assert message.startswith("step 3 modified its argument velocity in place")
+    np.testing.assert_array_equal(args[2], [0.2, 0.0])  # the caller's array is untouched
+    message = failure(grading.call_answer, lambda x, y=None: y.fill(0), (1.0,),
+                      kwargs={"y": np.ones(2)})
+    assert "modified its argument y in place" in message
+
+
+def test_call_answer_reports_exceptions_and_lets_unanswered_through():
+    def broken(theta, grad, velocity, lr, beta):
+        return theta[5], velocity
+
+    with pytest.raises(grading.GradingError) as info:
+        grading.call_answer(broken, momentum_args(), NAMES, "step 1", returns=PAIR)
+    assert str(info.value).startswith("step 1 raised IndexError")
+    assert isinstance(info.value.__cause__, IndexError)
+
+    def unanswered(*args):
+        raise NotImplementedError()
+
+    with pytest.raises(NotImplementedError):
+        grading.call_answer(unanswered, momentum_args(), NAMES, "step 1")
+
+
+def test_call_answer_watches_the_answer_for_gdlib():
+    namespace = student_namespace("""
+import sys
+def momentum_step(theta, grad, velocity, lr, beta):
+    module = sys.modules[".".join(["".join(["gd", "lib"]), "optim"])]
+    rule = getattr(module, "".join(["Mom", "entum"]))(lr, beta)
+    new_theta, state = rule.step(theta, grad, getattr(module, "MomentumState")(0, velocity))
+    return new_theta, state.velocity
+""")
+    grading.check_own_code(namespace["momentum_step"])  # the static look sees nothing
+    message = failure(grading.call_answer, namespace["momentum_step"], momentum_args(), NAMES,
+                      returns=PAIR)
+    assert message.startswith("momentum_step must compute its result itself")
+    assert "gdlib.optim.step" in message
+    static = student_namespace("from gdlib import optim\ndef f(x):\n    return optim.GD(x)")
+    assert "module gdlib.optim" in failure(grading.call_answer, static["f"], (0.1,))
+
+
+def test_call_answer_trusts_the_tests_callbacks_only():
+    problem = grading.QuadraticProblem("p", np.diag([1.0, 3.0]), np.zeros(2),
+                                       (np.ones(2),), 0.1, 1)
+
+    def grad_fn(point):  # the test's callback runs gdlib code (QuadraticProblem.grad)
+        return problem.grad(point)
+
+    def step(theta, grad_fn, lr):
+        return theta - lr * grad_fn(theta)
+
+    args = (np.ones(2), grad_fn, 0.1)
+    np.testing.assert_allclose(grading.call_answer(step, args, trusted=(grad_fn,)), [0.9, 0.7])
+    message = failure(grading.call_answer, step, args)  # not trusted: gdlib code ran
+    assert "gdlib.grading.grad" in message
+
+
+# --------------------------------------------------------------------------------------------
+# Step rules: QuadraticProblem, random_quadratics, check_steps, run_steps
+# --------------------------------------------------------------------------------------------
+
+
+def ravine(lr=0.4, beta=0.5):
+    """The book's worked example: 0.1 theta_1^2 + 2 theta_2^2 from (-5, -2) at rest."""
+    return grading.QuadraticProblem(f"the ravine (lr={lr}, beta={beta})", np.diag([0.2, 4.0]),
+                                    np.zeros(2), (np.array([-5.0, -2.0]), np.zeros(2)), lr, 3,
+                                    {"beta": beta})
+
+
+def momentum_reference(problem, values):
+    theta, velocity = values
+    new_theta, state = optim.Momentum(problem.lr, problem.beta).step(
+        theta, problem.grad(theta), optim.MomentumState(0, velocity))
+    return new_theta, state.velocity
+
+
+def with_gradient(fn, problem, values, where):
+    theta, velocity = values
+    return grading.call_answer(fn, (theta, problem.grad(theta), velocity, problem.lr,
+                                    problem.beta), NAMES, where, returns=PAIR)
+
+
+STEPS = {"call": with_gradient, "state": ("theta", "velocity")}
+
+
+def test_quadratic_problem_gradient_and_hyper_parameters():
+    problem = ravine()
+    np.testing.assert_array_equal(problem.grad(np.array([-5.0, -2.0])), [-1.0, -8.0])
+    assert problem.beta == 0.5 and problem.lr == 0.4 and problem.steps == 3
+    with pytest.raises(AttributeError, match="has no attribute 'gamma' .hyper-parameters: beta"):
+        _ = problem.gamma
+    plain = grading.QuadraticProblem("p", np.eye(1), np.zeros(1), (np.zeros(1),), 0.1, 1)
+    assert dict(plain.hyper) == {}
+
+
+def test_random_quadratics_are_convex_with_a_stable_learning_rate():
+    def hyper(r, i):
+        return {"beta": float(r.uniform(0.0, 0.99)) if i else 0.0}
+
+    def state(r, i, theta0):
+        return (r.normal(size=theta0.shape) if i % 2 else np.zeros_like(theta0),)
+
+    problems = grading.random_quadratics(50, count=6, steps=7, hyper=hyper, state=state)
+    assert [p.A.shape[0] for p in problems] == [1, 2, 5, 20, 1, 2]
+    for i, p in enumerate(problems):
+        curvatures = np.linalg.eigvalsh(p.A)
+        np.testing.assert_allclose(p.A, p.A.T, atol=1e-12)
+        assert curvatures.min() > 0 and curvatures.max() / curvatures.min() <= 20 + 1e-9
+        assert 0.05 - 1e-9 <= p.lr * curvatures.max() <= 0.95 + 1e-9
+        assert p.steps == 7 and len(p.start) == 2 and p.start[1].shape == p.b.shape
+        assert (p.beta == 0.0) == (i == 0) and (not p.start[1].any()) == (i % 2 == 0)
+        assert p.label == (f"random quadratic, {p.b.size} coordinates, lr={p.lr:.3g}, "
+                           f"beta={p.beta:.3g} (seed {50 + i})")
+    again = grading.random_quadratics(50, count=6, steps=7, hyper=hyper, state=state)
+    np.testing.assert_array_equal(again[3].A, problems[3].A)
+    assert grading.random_quadratics(51, count=1)[0].lr != problems[1].lr
+    assert len(grading.random_quadratics(0, count=2)[0].start) == 1  # theta0 alone
+
+
+def test_random_quadratics_refuse_a_patched_numpy(monkeypatch):
+    expected = grading.random_quadratics(7, count=2)
+    genuine = np.random.default_rng
+    monkeypatch.setattr(np.random, "default_rng", lambda seed=None: None)
+    message = failure(grading.random_quadratics, 7, count=2)
+    assert "replaced numpy.random.default_rng" in message
+    assert np.random.default_rng is genuine  # put back: the inputs are drawn as without it
+    grading._TAMPERED.clear()
+    np.testing.assert_array_equal(grading.random_quadratics(7, count=2)[1].A, expected[1].A)
+
+
+def test_check_steps_passes_a_correct_rule_and_run_steps_follows_the_table():
+    problems = [ravine(), ravine(0.4, 0.9)]
+    problems += grading.random_quadratics(
+        4100, count=4, steps=30, hyper=lambda r, i: {"beta": float(r.uniform(0, 0.99))},
+        state=lambda r, i, theta0: (r.normal(size=theta0.shape),))
+    grading.check_steps(own_momentum, momentum_reference, problems, **STEPS)
+    theta, velocity = grading.run_steps(own_momentum, ravine(), **STEPS)
+    # The book's table for lr = 0.4, beta = 0.5 after 3 steps (worked by hand there).
+    np.testing.assert_allclose(theta, [-3.42544, -0.688], rtol=1e-12)
+    np.testing.assert_allclose(velocity, [-1.5164, 3.92], rtol=1e-12)
+
+
+def test_check_steps_names_the_step_value_and_coordinate():
+    def late_mistake(theta, grad, velocity, lr, beta):
+        new_velocity = beta * velocity + grad
+        if np.any(velocity != 0):  # right at step 1 (v = 0), wrong afterwards
+            new_velocity = velocity + grad
+        return theta - lr * new_velocity, new_velocity
+
+    message = failure(grading.check_steps, late_mistake, momentum_reference, [ravine()],
+                      **STEPS)
+    assert message.startswith("late_mistake, the ravine (lr=0.4, beta=0.5), step 2: new theta:")
+    # Step 2 from the reference's step 1 (theta (-4.6, 1.2), v (-1, -8)): expected theta
+    # (-4.032, 0.88); with v + grad, theta = (-4.6, 1.2) - 0.4 (-1.92, -3.2) = (-3.832, 2.48).
+    assert "coordinate 0: expected -4.032, got -3.832" in message
+    assert "hint" not in message
+
+
+def test_check_steps_hints_need_every_predicted_value_to_match():
+    def ema_instead(theta, grad, velocity, lr, beta):
+        new_velocity = beta * velocity + (1 - beta) * grad
+        return theta - lr * new_velocity, new_velocity
+
+    def ema_form(p, values):
+        new_velocity = p.beta * values[1] + (1 - p.beta) * p.grad(values[0])
+        return values[0] - p.lr * new_velocity, new_velocity
+
+    hints = [
+        ("theta only, not this one", lambda p, values: (values[0], None)),
+        ("velocity right but theta not", lambda p, values: (values[0] * 0, ema_form(p, values)[1])),
+        ("a hint that raises is skipped", lambda p, values: 1 / 0),
+        ("the moving-average form", ema_form),
+        ("a later match is not shown", ema_form),
+    ]
+    message = failure(grading.check_steps, ema_instead, momentum_reference, [ravine()],
+                      hints=hints, **STEPS)
+    assert message.endswith("\n  hint: the moving-average form")
+
+    # A mistake that predicts theta only cannot explain a wrong velocity.
+    def double_velocity(theta, grad, velocity, lr, beta):
+        new_theta, new_velocity = own_momentum(theta, grad, velocity, lr, beta)
+        return new_theta, 2 * new_velocity
+
+    only_theta = [("theta only", lambda p, values: (momentum_reference(p, values)[0], None))]
+    message = failure(grading.check_steps, double_velocity, momentum_reference, [ravine()],
+                      hints=only_theta, **STEPS)
+    assert "step 1: new velocity" in message and "hint" not in message
+
+
+def test_check_steps_rejects_answers_that_use_gdlib_and_wrong_return_values():
+    namespace = student_namespace("""
+from gdlib.optim import Momentum, MomentumState
+def momentum_step(theta, grad, velocity, lr, beta):
+    new_theta, state = Momentum(lr, beta).step(theta, grad, MomentumState(0, velocity))
+    return new_theta, state.velocity
+""")
+    message = failure(grading.check_steps, namespace["momentum_step"], momentum_reference,
+                      [ravine()], **STEPS)
+    assert "gdlib.optim.Momentum" in message
+
+    def no_pair(fn, problem, values, where):  # a call that does not check the result itself
+        return fn(*values)
+
+    message = failure(grading.check_steps, lambda theta, velocity: theta, momentum_reference,
+                      [ravine()], call=no_pair, state=("theta", "velocity"))
+    assert message.endswith("return the 2 values (new_theta, new_velocity) as a tuple, got "
+                            "ndarray")
+
+
+def test_check_steps_with_one_carried_value():
+    problem = grading.QuadraticProblem("gd", np.diag([1.0, 2.0]), np.ones(2),
+                                       (np.array([3.0, -1.0]),), 0.2, 5)
+
+    def gd_reference(problem, values):
+        return values[0] - problem.lr * problem.grad(values[0])
+
+    def call(fn, problem, values, where):
+        return grading.call_answer(fn, (values[0], problem.grad(values[0]), problem.lr),
+                                   ("theta", "grad", "lr"), where)
+
+    grading.check_steps(lambda t, g, lr: t - lr * g, gd_reference, [problem], call=call,
+                        state=("theta",))
+    message = failure(grading.check_steps, lambda t, g, lr: t + lr * g, gd_reference, [problem],
+                      call=call, state=("theta",), name="gd_step")
+    assert message.startswith("gd_step, gd, step 1: new theta")
+    (theta,) = grading.run_steps(lambda t, g, lr: t - lr * g, problem, call=call,
+                                 state=("theta",))
+    # theta_k - 1/d = (1 - lr d)^k (theta_0 - 1/d) per coordinate (d = 1, 2; minimum b / d).
+    np.testing.assert_allclose(theta, [1 + 0.8 ** 5 * 2, 0.5 + 0.6 ** 5 * -1.5], rtol=1e-12)
+
+
+def test_check_array_hints():
+    hints = [("not this", [0.0, 0.0]), ("the sign is wrong", [-1.0, -2.0])]
+    message = failure(grading.check_array, "x", [-1.0, -2.0], [1.0, 2.0], hints=hints)
+    assert message.endswith("\n  hint: the sign is wrong")
+    assert "hint" not in failure(grading.check_array, "x", [3.0, 2.0], [1.0, 2.0], hints=hints)
+    message = failure(grading.check_array, "x", [0.0, 0.0, 0.0], [1.0, 2.0],
+                      hints=[("one value too many", [0.0, 0.0, 0.0])])
+    assert "expected shape (2,), got (3,)" in message and "one value too many" in message
+
+
+# --------------------------------------------------------------------------------------------
+# The guarded gdlib.grading (attack 2)
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def guarded():
+    grading.protect("gdlib.optim", "gdlib.grading")
+    namespace = vars(sys.modules["gdlib.grading"])
+    saved = dict(namespace)
+    yield namespace
+    namespace.update(saved)  # whatever a test replaced
+
+
+def test_protect_guards_the_grading_module(guarded):
+    assert type(sys.modules["gdlib.grading"]).__name__ == "GuardedModule"
+    genuine = grading.check_steps
+    guarded["check_steps"] = lambda *args, **kwargs: None  # as vars(grading)[...] = ... would
+    from gdlib.grading import check_steps  # the import reads through the guard ...
+
+    assert check_steps is genuine  # ... which puts the real function back
+    assert "replaced gdlib.grading.check_steps" in failure(grading.check_array, "x", [1.0], [1.0])
+
+
+def test_replacing_every_check_of_the_grader_does_not_help(guarded, monkeypatch):
+    for name in ("check_steps", "check_array", "require_untampered", "_start_check"):
+        monkeypatch.setattr(grading, name, lambda *args, **kwargs: None)
+    message = failure(grading.check_array, "x", [0.0], [1.0])
+    assert "gdlib.grading._start_check" in message and "gdlib.grading.check_array" in message
+    assert "gdlib.grading.require_untampered" in message
+
+
+def test_removing_the_guard_is_detected(guarded):
+    module = sys.modules["gdlib.grading"]
+    guard = type(module)
+    module.__class__ = type(sys)  # a plain module again
+    message = failure(grading.check_array, "x", [1.0], [1.0])
+    assert "the guard of gdlib.grading" in message
+    assert type(module) is guard
+
+
+def test_replacing_the_grading_module_in_the_package_is_detected(guarded):
+    import gdlib
+
+    genuine = sys.modules["gdlib.grading"]
+    vars(gdlib)["grading"] = types.SimpleNamespace(check_function=lambda *args, **kwargs: None)
+    # The package's guard puts the real module back before the import reads it.
+    from gdlib import grading as imported
+
+    assert imported is genuine
+    assert "replaced gdlib.grading" in failure(grading.check_array, "x", [1.0], [1.0])
