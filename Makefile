@@ -18,8 +18,17 @@ $(STAMP): requirements.txt pyproject.toml
 	$(BIN)/python -m pip install --disable-pip-version-check -q --no-deps -e .
 	touch $(STAMP)
 
+# Executed notebooks are cached by their own content (_build/.jupyter_cache), so a change to
+# gdlib alone would leave stale outputs: when gdlib's sources change, drop the cache and the
+# doctrees and rebuild every page.
+GDLIB_HASH = $(shell cat gdlib/*.py | sha256sum | cut -c1-16)
+
 book: $(STAMP)
+	@if [ -d _build ] && [ "$$(cat _build/.gdlib-hash 2>/dev/null)" != "$(GDLIB_HASH)" ]; then \
+		echo "gdlib changed since the last build: re-executing every notebook"; \
+		rm -rf _build/.jupyter_cache _build/.doctrees; fi
 	$(BIN)/jupyter-book build . -n -W --keep-going
+	@echo $(GDLIB_HASH) > _build/.gdlib-hash
 	@echo "Book built: open _build/html/index.html"
 
 test: $(STAMP)
