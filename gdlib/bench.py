@@ -8,19 +8,28 @@ AdamW, SGD and Adagrad have it: n/a otherwise), and the gdlib adapter, eager and
 (``compile=True``). The gradients are separate tensors, as after ``zero_grad()`` + backward.
 
 Timing: the variants take turns (one step each per round, so that a noisy neighbour hits all
-alike); two tables: the median and the best (minimum) over ``--reps`` rounds after warm-up
-steps (on a shared machine the best is the one least disturbed); ratios are gdlib / torch
-(below 1: gdlib is faster). Compilation happens in the warm-up and is reported
-apart. Memory: optimizer state (every buffer the optimizer keeps between steps, the adapter's
-flat gradient buffer included: in training it replaces the ``.grad`` tensors, which its hook
-frees, so it is not extra memory there) per byte of parameters, and the growth of resident memory
+alike) for ``--reps`` rounds after warm-up steps. The time table shows, per variant, the best
+(minimum) and the median time and the interquartile range as a share of the median (the
+dispersion: a large one means the machine was busy). The ratio table (gdlib / torch, below 1:
+gdlib is faster) divides best times, the least disturbed ones on a shared machine, with the
+ratio of medians alongside. The 1-minute load average is printed before and after the run,
+with a warning when it exceeds the number of cores (other processes then take CPU time and
+every time is noisy). Compilation happens in the warm-up and is reported apart.
+
+Memory: optimizer state (every buffer the optimizer keeps between steps, the adapter's flat
+gradient buffer included: in training it replaces the ``.grad`` tensors, which its hook frees,
+so it is not extra memory there) per byte of parameters, and the growth of resident memory
 during one step after warm-up (the temporaries; CPU, Linux only) or the CUDA peak above the
-allocated memory. ``--quick`` is a small run without compilation; ``--no-compile`` skips the
-compiled adapter; ``--iteration`` times a whole training iteration (zero_grad, backward of a
-linear loss, step) instead of the step alone. Runs on CPU and, when present, on CUDA.
+allocated memory.
+
+``--quick`` is a small run without compilation; ``--no-compile`` skips the compiled adapter;
+``--threads`` sets torch's CPU threads; ``--iteration`` times a whole training iteration
+(zero_grad, backward of a linear loss, step) instead of the step alone. Runs on CPU and, when
+present, on CUDA.
 """
 
 import argparse
+import os
 import statistics
 import sys
 import time
@@ -170,6 +179,7 @@ def bench_case(case: Case, device, args) -> dict:
         results[variant] = {
             "median": statistics.median(run["times"]),
             "best": min(run["times"]),
+            "iqr": interquartile_range(run["times"]),
             "warmup": run["warmup"],
             "state": state_bytes(run["optimizer"]) / param_bytes,
             "peak": step_peak_bytes(run["timed"], device),
@@ -178,14 +188,49 @@ def bench_case(case: Case, device, args) -> dict:
     return results
 
 
-def _ratio(results, ours, theirs, stat) -> str:
+def interquartile_range(times) -> float:
+    """Third quartile minus first quartile of ``times`` (0 for a single time)."""
+    if len(times) < 2:
+        return 0.0
+    q1, _, q3 = statistics.quantiles(times, n=4, method="inclusive")
+    return q3 - q1
+
+
+def load_line(when: str) -> str:
+    """The 1-minute load average and the core count, plus a warning line when the load exceeds
+    the cores (other processes then compete for the CPU: every time is noisy)."""
+    cores = os.cpu_count() or 1
+    try:
+        load = os.getloadavg()[0]
+    except (AttributeError, OSError):  # not on every platform
+        return f"load average (1 min) {when}: n/a ({cores} cores)"
+    line = f"load average (1 min) {when}: {load:.2f} on {cores} cores"
+    if load > cores:
+        line += (f"\nWARNING: load {load:.2f} > {cores} cores: other processes compete for the "
+                 "CPU, times are noisy; trust best times over medians, or rerun on an idle machine")
+    return line
+
+
+def _ratio(results, ours, theirs) -> str:
+    """``best ratio (median ratio)`` of variant ``ours`` over ``theirs``."""
     if ours not in results or theirs not in results:
         return "n/a"
-    return f"{results[ours][stat] / results[theirs][stat]:.2f}"
+    best, median = (results[ours][stat] / results[theirs][stat] for stat in ("best", "median"))
+    return f"{best:.3g} ({median:.3g})"
 
 
-def _ms(results, variant, stat) -> str:
-    return f"{results[variant][stat] * 1e3:.1f}" if variant in results else "n/a"
+def _ms(value: float) -> str:
+    """Milliseconds with three significant digits."""
+    ms = value * 1e3
+    return f"{ms:.0f}" if ms >= 1000 else f"{ms:.3g}"
+
+
+def _times(results, variant) -> str:
+    """``best/median [IQR %]`` of one variant, in ms."""
+    if variant not in results:
+        return "n/a"
+    r = results[variant]
+    return f"{_ms(r['best'])}/{_ms(r['median'])} [{100 * r['iqr'] / r['median']:.0f}%]"
 
 
 def _mib(value) -> str:
@@ -196,18 +241,17 @@ def print_tables(all_results, device, args) -> None:
     """Step times (ms), ratios gdlib/torch, and memory, one row per rule."""
     ours = [v for v in ("eager", "compiled") if not (v == "compiled" and args.no_compile)]
     theirs = ("default", "foreach", "fused")
-    for stat in ("median", "best"):
-        header = ["rule"] + [f"{v} ms" for v in (*theirs, *ours)]
-        header += [f"{o}/{t}" for o in ours for t in theirs]
-        rows = []
-        for name, results in all_results.items():
-            row = [name] + [_ms(results, v, stat) for v in (*theirs, *ours)]
-            row += [_ratio(results, o, t, stat) for o in ours for t in theirs]
-            rows.append(row)
-        what = "Iteration (zero_grad + backward + step)" if args.iteration else "Step"
-        print(f"\n{what} time on {device}, {stat} of {args.reps} ({args.tensors} tensors, "
-              f"{args.params:,} float32 parameters; ratio gdlib/torch, < 1: gdlib faster)")
-        _print_table(header, rows)
+    what = "Iteration (zero_grad + backward + step)" if args.iteration else "Step"
+    print(f"\n{what} time on {device}, ms over {args.reps} rounds ({args.tensors} tensors, "
+          f"{args.params:,} float32 parameters): best/median [interquartile range % of median]")
+    header = ["rule", *theirs, *ours]
+    _print_table(header, [[name] + [_times(results, v) for v in header[1:]]
+                          for name, results in all_results.items()])
+    print(f"\nRatio gdlib/torch on {device} of best times (of medians in parentheses); "
+          "< 1: gdlib faster")
+    pairs = [(o, t) for o in ours for t in theirs]
+    rows = [[name] + [_ratio(results, o, t) for o, t in pairs] for name, results in all_results.items()]
+    _print_table(["rule"] + [f"{o}/{t}" for o, t in pairs], rows)
     if "compiled" in ours:
         compile_s = ", ".join(f"{name} {r['compiled']['warmup']:.0f} s"
                               for name, r in all_results.items() if "compiled" in r)
@@ -245,13 +289,20 @@ def main(argv=None) -> None:
     parser.add_argument("--no-compile", action="store_true", help="skip the compiled adapter")
     parser.add_argument("--iteration", action="store_true",
                         help="time zero_grad + backward + step instead of the step alone")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="torch CPU threads (default: torch's choice); 1 avoids waiting for a "
+                             "descheduled thread at every parallel operation on a busy machine")
     parser.add_argument("--quick", action="store_true",
-                        help="small run: 20 tensors, 200k parameters, 5 reps, no compilation")
+                        help="small run: 20 tensors, 200k parameters, 20 reps, no compilation")
     args = parser.parse_args(argv)
     if args.quick:
-        args.tensors, args.params, args.reps, args.no_compile = 20, 200_000, 5, True
+        args.tensors, args.params, args.reps, args.no_compile = 20, 200_000, 20, True
     if args.tensors < 1 or args.params < args.tensors:
         parser.error("need --tensors >= 1 and --params >= --tensors")
+    if args.reps < 1 or args.warmup < 0 or args.threads < 0:
+        parser.error("need --reps >= 1, --warmup >= 0 and --threads >= 0")
+    if args.threads:
+        torch.set_num_threads(args.threads)
     wanted = {name.strip().lower() for name in args.rules.split(",") if name.strip()}
     unknown = wanted - {case.name.lower() for case in CASES}
     if unknown:
@@ -260,12 +311,14 @@ def main(argv=None) -> None:
     devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
     print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads, devices: "
           f"{', '.join(str(d) for d in devices)}", flush=True)
+    print(load_line("before the run"), flush=True)
     for device in devices:
         all_results = {}
         for case in cases:
             print(f"  {device} {case.name} ...", file=sys.stderr, flush=True)
             all_results[case.name] = bench_case(case, device, args)
         print_tables(all_results, device, args)
+    print(f"\n{load_line('after the run (includes this benchmark)')}")
 
 
 if __name__ == "__main__":

@@ -17,6 +17,10 @@ It behaves like the ``torch.optim`` optimizers: parameter groups whose ``lr`` is
 ``update`` at every step (so every ``torch.optim.lr_scheduler`` works), ``step(closure)``,
 ``zero_grad``, ``add_param_group``, ``state_dict``/``load_state_dict`` (a resumed run is
 bit-for-bit the uninterrupted one), parameters with ``grad is None`` skipped, any device.
+Unlike ``torch.optim``, a group holds only ``lr`` as hyper-parameter (the rule holds the others)
+and unknown group keys such as ``weight_decay`` are refused, never ignored. NaN and infinite
+gradients are written into the parameters unless the rule is built with ``check_finite=True``
+(see ``Optimizer``).
 
 Design: one update over a flat buffer, whatever the number of tensors.
     The parameters of a group that share device and dtype form a *bucket*: they are copied back to
@@ -292,16 +296,12 @@ class _Bucket:
         return {name: getattr(new_state, name) for name in self.layout.scalars}
 
     def step(self, rule, lr, compiled) -> None:
-        """One step for every parameter of the bucket that has a gradient."""
+        """One step for every parameter of the bucket that has a gradient (dense, and finite if
+        the rule checks: ``Optimizer.step`` has checked them all before any update)."""
         grads = [p.grad for p in self.params]
         active = [i for i, g in enumerate(grads) if g is not None]
         if not active:
             return
-        for i in active:
-            if grads[i].layout != torch.strided:
-                raise TypeError(f"{self.names[i]}.grad is sparse; gdlib rules need dense gradients")
-            if getattr(rule, "check_finite", False) and not bool(torch.isfinite(grads[i]).all()):
-                raise ValueError(f"{self.names[i]}.grad contains NaN or infinity")
         entries = self.entries
         common = {name: entries[0][name] for name in self.layout.scalars}
         uniform = all(entry[name] == value for entry in entries[1:] for name, value in common.items())
@@ -405,28 +405,47 @@ class _Compiled:
         return {name: _python_number(getattr(new, name)) for name in self.layout.scalars}
 
 
+# A param group's keys: ``params`` and ``lr`` are what the adapter reads (a group's one
+# hyper-parameter; the rule holds the others); the rest is bookkeeping that torch writes into
+# groups (named parameters, the learning-rate schedulers' ``initial_lr``/``max_lr``/``min_lr``).
+_GROUP_KEYS = ("params", "lr", "param_names", "initial_lr", "max_lr", "min_lr")
+
+
 class Optimizer(torch.optim.Optimizer):
     """A ``torch.optim.Optimizer`` that runs a gdlib rule: ``Optimizer(params, rule)``.
+
+    ``rule``: a rule *instance* such as ``optim.Adam(lr=1e-3)``; its hyper-parameters (betas,
+    eps...) apply to every group.
 
     ``params``: an iterable of tensors or of dicts (parameter groups), as for any torch
     optimizer; a group may set its own ``lr``, which defaults to ``rule.lr``. Every step passes
     each group's current ``lr`` to ``rule.update(theta, grad, state, lr)``, so learning-rate
-    schedulers drive it as they drive ``torch.optim.SGD``. The rule's other hyper-parameters are
-    the rule's own.
+    schedulers drive it as they drive ``torch.optim.SGD``. A group accepts only the keys
+    ``params`` and ``lr`` and the bookkeeping keys torch itself writes (``param_names``,
+    ``initial_lr``, ``max_lr``, ``min_lr``): any other key (``weight_decay``, ``betas``,
+    ``momentum``...) raises ``ValueError`` instead of being silently ignored.
+
+    Non-finite gradients are NOT checked by default: a NaN or infinite gradient is written into
+    the parameters and the state without any error (as ``torch.optim`` does), whereas the numpy
+    path ``rule.step`` always raises. Build the rule with ``check_finite=True``
+    (``optim.Adam(1e-3, check_finite=True)``) to make ``step`` raise ``ValueError`` naming the
+    parameter (group, index, shape) before it changes any parameter or state; it is opt-in
+    because it costs one device synchronisation per step.
 
     ``compile``: run the update under ``torch.compile`` (one fused kernel per bucket; the first
     step compiles). ``chunk_size``: elements per eager piece (default: 512 KiB of parameters on
     CPU, 64 MiB elsewhere). See the module docstring for the design.
 
     ``state[p]`` holds the rule's state fields for parameter ``p`` (for Adam: ``step`` as an
-    int, ``m`` and ``v`` as tensors shaped like ``p``); ``state_dict()`` is torch's format.
+    int, ``m`` and ``v`` as tensors shaped like ``p``). ``state_dict()`` has torch's structure
+    (``state`` keyed by parameter index, ``param_groups``) with the rule's own field names, so
+    it loads into a ``gdlib.torch.Optimizer`` with the same kind of rule, not into a
+    ``torch.optim`` optimizer, and a ``torch.optim`` state dict (``exp_avg``, ``exp_avg_sq``...)
+    does not load here: ``load_state_dict`` refuses it, naming the expected and found fields.
     """
 
     def __init__(self, params, rule, *, compile: bool = False, chunk_size: int | None = None):
-        if not (callable(getattr(rule, "init", None)) and callable(getattr(rule, "update", None))):
-            raise TypeError(f"rule must be a gdlib.optim rule (init, update), got {rule!r}")
-        if not hasattr(rule, "lr"):
-            raise TypeError(f"rule must have a learning rate attribute lr, got {rule!r}")
+        _require_rule(rule)
         if chunk_size is not None and (isinstance(chunk_size, bool) or not isinstance(chunk_size, int)
                                        or chunk_size < 1):
             raise ValueError(f"chunk_size must be a positive int or None, got {chunk_size!r}")
@@ -444,15 +463,22 @@ class Optimizer(torch.optim.Optimizer):
 
     def add_param_group(self, param_group: dict) -> None:
         """As ``torch.optim.Optimizer.add_param_group``; parameters must be floating point,
-        each at most once, and the group's ``lr`` (default ``rule.lr``) a number >= 0."""
+        each at most once, the group's ``lr`` (default ``rule.lr``) a number >= 0, and its keys
+        among ``params``, ``lr`` and torch's bookkeeping keys (see the class docstring)."""
         index = len(self.param_groups)
+        if not isinstance(param_group, dict):
+            raise TypeError(f"param_group must be a dict, got {type(param_group).__name__}")
+        if "params" not in param_group:
+            raise ValueError(f"param_groups[{index}] has no 'params' key")
+        self._require_group_keys(param_group, f"param_groups[{index}]")
         params = param_group["params"]
         if not isinstance(params, set):  # torch refuses sets (unordered) with its own message
             params = [params] if isinstance(params, torch.Tensor) else list(params)
             param_group = {**param_group, "params": params}
-            if len(set(map(id, params))) != len(params):
+            tensors = [p[1] if isinstance(p, tuple) else p for p in params]  # (name, tensor) pairs
+            if len(set(map(id, tensors))) != len(tensors):
                 raise ValueError(f"param_groups[{index}] holds a parameter more than once")
-            for j, p in enumerate(params):
+            for j, p in enumerate(tensors):
                 if isinstance(p, torch.Tensor) and not p.is_floating_point():
                     raise TypeError(
                         f"param_groups[{index}]['params'][{j}] has dtype {p.dtype}; gdlib rules "
@@ -460,6 +486,19 @@ class Optimizer(torch.optim.Optimizer):
                     )
             _require_lr(param_group.get("lr", self.defaults["lr"]), index)
         super().add_param_group(param_group)
+
+    def _require_group_keys(self, group: dict, where: str, hint: str = "") -> None:
+        unknown = sorted(map(str, set(group) - set(_GROUP_KEYS)))
+        if unknown:
+            hint = hint or (
+                f"The other hyper-parameters belong to the rule, {self.rule!r}, and apply to every "
+                "group: for parameters that need other values, use a second Optimizer with its "
+                "own rule"
+            )
+            raise ValueError(
+                f"{where} has unknown key(s) {unknown}: a group of gdlib.torch.Optimizer accepts "
+                f"'params', 'lr' and torch's bookkeeping keys {list(_GROUP_KEYS[2:])}. {hint}"
+            )
 
     def _group_buckets(self, index: int, group: dict) -> list:
         """The group's buckets, built at the first step and rebuilt if its parameters changed."""
@@ -496,11 +535,36 @@ class Optimizer(torch.optim.Optimizer):
         if self.compile and self._compiled is None:
             self._compiled = _Compiled(self.rule, self._layout)
         for index, group in enumerate(self.param_groups):
+            _require_lr(group["lr"], index)
+        self._require_usable_grads()  # before any update: an error leaves everything unchanged
+        for index, group in enumerate(self.param_groups):
             lr = group["lr"]
-            _require_lr(lr, index)
             for bucket in self._group_buckets(index, group):
                 bucket.step(self.rule, lr, self._compiled)
         return loss
+
+    def _require_usable_grads(self) -> None:
+        """Dense gradients, and finite ones when ``rule.check_finite``: one synchronisation per
+        device (the per-tensor flags are gathered before being read)."""
+        named = {}  # device -> [(name, grad)]
+        for i, group in enumerate(self.param_groups):
+            for j, p in enumerate(group["params"]):
+                if p.grad is None:
+                    continue
+                name = f"param_groups[{i}]['params'][{j}]"
+                if p.grad.layout != torch.strided:
+                    raise TypeError(f"{name}.grad is sparse; gdlib rules need dense gradients")
+                named.setdefault(p.grad.device, []).append((name, p.grad))
+        if not getattr(self.rule, "check_finite", False):
+            return
+        for grads in named.values():
+            finite = torch.stack([torch.isfinite(g).all() for _, g in grads])
+            if not bool(finite.all()):
+                name, grad = grads[int(torch.argmin(finite.to(torch.uint8)))]
+                raise ValueError(
+                    f"{name}.grad (shape {tuple(grad.shape)}) contains NaN or infinity; no "
+                    "parameter was updated (the rule has check_finite=True)"
+                )
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         """As torch: ``set_to_none=True`` (default) drops the gradients (parameters that get
@@ -528,19 +592,43 @@ class Optimizer(torch.optim.Optimizer):
                     p.grad.zero_()
 
     def load_state_dict(self, state_dict: dict) -> None:
-        """As torch; the next step copies the loaded state into the flat buffers, exactly."""
+        """As torch, for a state dict of a ``gdlib.torch.Optimizer`` with the same kind of rule
+        (its field names); checked before anything changes. The next step copies the loaded
+        state into the flat buffers, exactly."""
+        fields = sorted(self._layout.fields)
+        for key, entry in state_dict.get("state", {}).items():
+            if sorted(entry) != fields:
+                raise ValueError(
+                    f"state_dict['state'][{key!r}] has fields {sorted(entry)}, but "
+                    f"{type(self.rule).__name__} keeps {fields}; was it saved with another rule, "
+                    "or by torch.optim (same structure, other field names)?"
+                )
+        for index, group in enumerate(state_dict.get("param_groups", ())):
+            self._require_group_keys(
+                group, f"state_dict['param_groups'][{index}]",
+                "Was it saved by a torch.optim optimizer? Only a gdlib.torch.Optimizer's "
+                "state_dict loads here.")
         super().load_state_dict(state_dict)
         for _, buckets in self._buckets.values():
             for bucket in buckets:
                 bucket.release()
         self._buckets.clear()
-        fields = set(self._layout.fields)
-        for entry in self.state.values():
-            if set(entry) != fields:
-                raise ValueError(
-                    f"loaded state has fields {sorted(entry)}, but {type(self.rule).__name__} "
-                    f"keeps {sorted(fields)}; was it saved with another rule?"
-                )
+
+
+def _require_rule(rule) -> None:
+    """A gdlib rule instance: ``init``, ``update`` and ``lr`` (not the rule's class)."""
+    if isinstance(rule, type):
+        raise TypeError(
+            f"rule must be a gdlib.optim rule instance, got the class {rule.__name__}: pass a "
+            "rule instance, e.g. optim.Adam(lr=1e-3)"
+        )
+    if not (callable(getattr(rule, "init", None)) and callable(getattr(rule, "update", None))):
+        raise TypeError(
+            f"rule must be a gdlib.optim rule instance (with init and update), got {rule!r}: "
+            "pass a rule instance, e.g. optim.Adam(lr=1e-3)"
+        )
+    if not hasattr(rule, "lr"):
+        raise TypeError(f"rule must have a learning rate attribute lr, got {rule!r}")
 
 
 def _require_lr(lr, index: int) -> None:

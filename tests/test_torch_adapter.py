@@ -464,6 +464,74 @@ def test_load_state_dict_from_another_rule_is_refused():
         other.load_state_dict(adam.state_dict())
 
 
+def _snapshot(model, optimizer):
+    """Copies of the parameters and of every state field, to compare after a refused call."""
+    params = [p.detach().clone() for p in model.parameters()]
+    state = [{k: v.clone() if isinstance(v, torch.Tensor) else v for k, v in entry.items()}
+             for entry in (optimizer.state[p] for p in model.parameters())]
+    return params, state
+
+
+def _assert_unchanged(model, optimizer, snapshot):
+    params, state = snapshot
+    for p, before, entry in zip(model.parameters(), params, state, strict=True):
+        assert torch.equal(p, before)
+        assert optimizer.state[p].keys() == entry.keys()
+        for field, value in entry.items():
+            ours = optimizer.state[p][field]
+            assert torch.equal(ours, value) if isinstance(value, torch.Tensor) else ours == value
+
+
+def test_torch_optim_state_dict_is_refused_naming_fields_and_changes_nothing():
+    """A torch.optim.Adam state dict has the same structure but torch's field names: refused
+    with both sets of names, before anything is loaded (the run goes on as if never tried)."""
+    torch_model = mlp()
+    torch_adam = torch.optim.Adam(torch_model.parameters(), lr=1e-2, betas=(0.8, 0.99))
+    train_step(torch_model, torch_adam)
+    model, reference = mlp(), mlp()
+    optimizer = Optimizer(model.parameters(), RULES["Adam"])
+    optimizer_ref = Optimizer(reference.parameters(), RULES["Adam"])
+    for _ in range(3):
+        train_step(model, optimizer)
+        train_step(reference, optimizer_ref)
+    snapshot = _snapshot(model, optimizer)
+    expected = r"\['exp_avg', 'exp_avg_sq', 'step'\], but Adam keeps \['m', 'step', 'v'\]"
+    with pytest.raises(ValueError, match=expected):
+        optimizer.load_state_dict(torch_adam.state_dict())
+    _assert_unchanged(model, optimizer, snapshot)
+    assert sorted(optimizer.param_groups[0]) == ["lr", "params"]
+    # never stepped: empty state, but its groups carry hyper-parameters the adapter would ignore
+    fresh = torch.optim.Adam(mlp().parameters(), weight_decay=0.1).state_dict()
+    with pytest.raises(ValueError, match=r"\['param_groups'\]\[0\] has unknown key\(s\) \[.*'betas'"):
+        optimizer.load_state_dict(fresh)
+    for _ in range(3):
+        train_step(model, optimizer)
+        train_step(reference, optimizer_ref)
+    for p, q in zip(model.parameters(), reference.parameters(), strict=True):
+        assert torch.equal(p, q)
+        assert optimizer.state[p]["step"] == optimizer_ref.state[q]["step"] == 6
+
+
+def test_scheduler_bookkeeping_and_named_parameters_survive_a_state_dict_round_trip():
+    """OneCycleLR writes initial_lr/max_lr/min_lr into the groups, named parameters add
+    param_names: all of them are accepted by add_param_group and load_state_dict."""
+    model = mlp()
+    optimizer = Optimizer(model.named_parameters(), RULES["Adam"])
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=0.1, total_steps=20, cycle_momentum=False)
+    for _ in range(5):
+        train_step(model, optimizer)
+        scheduler.step()
+    state_dict = optimizer.state_dict()
+    assert {"initial_lr", "max_lr", "min_lr", "param_names"} <= set(state_dict["param_groups"][0])
+    resumed = Optimizer(mlp().named_parameters(), RULES["Adam"])
+    resumed.load_state_dict(state_dict)
+    assert resumed.param_groups[0]["lr"] == optimizer.param_groups[0]["lr"]
+    assert resumed.param_groups[0]["max_lr"] == 0.1
+    # resuming a scheduler needs initial_lr in the groups: accepted at construction
+    Optimizer([{"params": mlp().parameters(), "lr": 0.05, "initial_lr": 0.1}], RULES["Adam"])
+
+
 def test_moved_parameters_are_rebuilt_and_state_carried_over():
     model, reference = mlp(), mlp()
     optimizer = Optimizer(model.parameters(), RULES["Adam"])
@@ -480,6 +548,30 @@ def test_moved_parameters_are_rebuilt_and_state_carried_over():
 
 
 # -- bad input --------------------------------------------------------------------------------
+
+
+def test_unknown_group_keys_are_refused_not_ignored():
+    """A weight decay or betas in a group would be silently ignored: refused, naming them."""
+    model = mlp()
+    accepted = r"accepts 'params', 'lr' and torch's bookkeeping keys"
+    with pytest.raises(ValueError, match=r"param_groups\[0\] has unknown key\(s\) "
+                                         r"\['betas', 'weight_decay'\]: .*" + accepted):
+        Optimizer([{"params": model.parameters(), "weight_decay": 0.5, "betas": (0.5, 0.5)}],
+                  optim.Adam())
+    with pytest.raises(ValueError, match=r"param_groups\[1\] has unknown key\(s\) \['momentum'\]"):
+        Optimizer([{"params": model[0].parameters()},
+                   {"params": model[2].parameters(), "momentum": 0.9}], optim.Momentum(0.1))
+    optimizer = Optimizer(model[0].parameters(), optim.Adam())
+    with pytest.raises(ValueError, match=r"param_groups\[1\] has unknown key\(s\) \['eps'\]: .*" + accepted):
+        optimizer.add_param_group({"params": model[2].parameters(), "lr": 1e-2, "eps": 1e-3})
+    assert len(optimizer.param_groups) == 1
+    assert sum(len(g["params"]) for g in optimizer.param_groups) == 2
+
+
+def test_rule_class_instead_of_instance_is_refused():
+    for not_a_rule in (optim.Adam, torch.optim.SGD, object()):
+        with pytest.raises(TypeError, match=r"pass a rule instance, e.g. optim.Adam\(lr=1e-3\)"):
+            Optimizer(mlp().parameters(), not_a_rule)
 
 
 def test_errors_name_the_problem():
@@ -505,13 +597,35 @@ def test_errors_name_the_problem():
         optimizer.step()
 
 
-def test_non_finite_gradient_rejected_when_rule_checks():
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")], ids=["nan", "inf"])
+def test_non_finite_gradient_rejected_when_rule_checks_and_nothing_changes(bad):
+    """check_finite=True: the step raises, naming the parameter and its shape, before any
+    parameter or state changes, even in groups checked earlier than the bad one."""
     model = mlp()
-    optimizer = Optimizer(model.parameters(), optim.Adam(1e-2, check_finite=True))
+    optimizer = Optimizer([{"params": model[0].parameters()}, {"params": model[2:].parameters()}],
+                          optim.Adam(1e-2, check_finite=True))
+    for _ in range(2):
+        train_step(model, optimizer)
+    snapshot = _snapshot(model, optimizer)
+    optimizer.zero_grad()
     loss_of(model).backward()
-    model[2].bias.grad[0] = float("nan")
-    with pytest.raises(ValueError, match=r"param_groups\[0\]\['params'\]\[3\].grad contains NaN"):
+    model[2].bias.grad[3] = bad
+    with pytest.raises(ValueError, match=r"param_groups\[1\]\['params'\]\[1\].grad \(shape \(8,\)\) "
+                                         r"contains NaN or infinity; no parameter was updated"):
         optimizer.step()
+    _assert_unchanged(model, optimizer, snapshot)
+
+
+def test_non_finite_gradient_is_written_into_the_parameters_by_default():
+    """Without check_finite (the default: no device synchronisation) a NaN gradient is not
+    detected, as in torch.optim: the parameter becomes NaN."""
+    model = mlp()
+    optimizer = Optimizer(model.parameters(), optim.Adam(1e-2))
+    loss_of(model).backward()
+    model[2].bias.grad[3] = float("nan")
+    optimizer.step()
+    assert torch.isnan(model[2].bias[3])
+    assert torch.isfinite(model[0].weight).all()
 
 
 def test_sparse_gradient_rejected():
