@@ -1,76 +1,48 @@
 """Chapter 2 (batch, stochastic and mini-batch GD; learning-rate decay): the exercise's grading
 round trip and the three pages.
 
-The nbgrader round trip follows tests/test_exercises.py (chapter 1) and reuses its helpers: a
-temporary course, the released notebook with answers filled in (one student per behaviour),
-``nbgrader autograde``, scores read from the gradebook.
+Only chapter 2's students, expected scores and feedback are here: the nbgrader round trip they
+go through is tests/course_roundtrip.py.
 """
 
 import re
-import subprocess
-import sys
 from pathlib import Path
 
-import nbformat
+import course_roundtrip as roundtrip
 import pytest
-from nbgrader.api import Gradebook
-from test_exercises import cell_by_id, errors, execute, make_course, make_writable, read
-
-from gdlib import course
 
 ROOT = Path(__file__).resolve().parent.parent
 ASSIGNMENT = "02_sgd"
-NOTEBOOK = f"{ASSIGNMENT}.ipynb"
-SOLUTION = ROOT / "solutions" / ASSIGNMENT / NOTEBOOK
-RELEASE = ROOT / "exercises" / ASSIGNMENT / NOTEBOOK
+SOLUTION = roundtrip.solution_path(ASSIGNMENT)
+RELEASE = roundtrip.release_path(ASSIGNMENT)
 POINTS = {"mb_tests": 4.0, "step_tests": 2.0, "inverse_time_tests": 2.0, "staircase_tests": 2.0}
 ANSWERS = ("mb_answer", "step_answer", "inverse_time_answer", "staircase_answer")
 PAGES = {name: ROOT / "book" / "02_sgd" / f"{name}.ipynb"
          for name in ("gradient_descent", "minibatch_study", "lr_decay")}
 
 
-def solution_code(grade_id: str) -> str:
-    """The instructor's answer of one cell, markers removed (what a correct student writes)."""
-    source = cell_by_id(read(SOLUTION), grade_id).source
-    return "\n".join(line for line in source.splitlines() if "### " not in line)
-
-
 # --- fast: the committed notebooks ------------------------------------------------------------
 
 
 def test_solution_has_points_markers_and_hidden_tests():
-    nb = read(SOLUTION)
-    points = {c.metadata.nbgrader.grade_id: c.metadata.nbgrader.points
-              for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade")}
-    assert points == POINTS
-    for grade_id in POINTS:
-        cell = cell_by_id(nb, grade_id)
-        assert cell.metadata.nbgrader.locked and "BEGIN HIDDEN TESTS" in cell.source
-    for grade_id in ANSWERS:
-        assert "BEGIN SOLUTION" in cell_by_id(nb, grade_id).source
+    roundtrip.assert_solution_cells(ASSIGNMENT, POINTS, ANSWERS)
 
 
 def test_release_holds_stubs_only():
-    assert course.leaked_markers(RELEASE.parent) == []
-    text = RELEASE.read_text(encoding="utf-8")
-    for grade_id in ANSWERS:
-        assert "raise NotImplementedError()" in cell_by_id(read(RELEASE), grade_id).source
+    text = roundtrip.assert_release_stubs(ASSIGNMENT, ANSWERS)
     assert "X_shuffled[start:start + batch_size]" not in text  # the instructor's answer
     assert "grading.rng(1000)" not in text  # hidden tests only
 
 
 def test_notebooks_are_committed_without_outputs():
-    for path in (*PAGES.values(), SOLUTION, RELEASE):
-        for cell in read(path).cells:
-            if cell.cell_type == "code":
-                assert cell.outputs == [] and cell.execution_count is None, path
+    roundtrip.assert_committed_without_outputs((*PAGES.values(), SOLUTION, RELEASE))
 
 
 def test_timing_cells_are_marked_for_nbval():
     """Cells whose output depends on the machine's speed carry # NBVAL_IGNORE_OUTPUT."""
     timing = ("perf_counter", "h.times", "epoch_seconds")
     for path in PAGES.values():
-        for cell in read(path).cells:
+        for cell in roundtrip.read(path).cells:
             if cell.cell_type == "code" and any(word in cell.source for word in timing):
                 assert cell.source.startswith("# NBVAL_IGNORE_OUTPUT"), (path.name,
                                                                           cell.source[:80])
@@ -78,8 +50,7 @@ def test_timing_cells_are_marked_for_nbval():
 
 def test_scan_does_not_flag_the_release():
     """The student notebook as released passes the static scan (locked cells are trusted)."""
-    scan = subprocess.run([sys.executable, "-m", "gdlib.course", "scan", str(RELEASE)],
-                          cwd=ROOT, capture_output=True, text=True, check=False)
+    scan = roundtrip.scan(RELEASE)
     assert scan.returncode == 0, scan.stdout
 
 
@@ -160,128 +131,81 @@ def update_lr(epoch, lr0, decay_rate):
 }
 
 
-def answered(answers: dict) -> nbformat.NotebookNode:
-    """The released notebook with the given answer cells replaced, the others correct."""
-    nb = read(RELEASE)
-    for grade_id in ANSWERS:
-        cell_by_id(nb, grade_id).source = answers.get(grade_id, solution_code(grade_id)).strip()
-    return nb
-
-
-SUBMISSIONS = {
-    "correct": lambda: answered({}),
-    "unanswered": lambda: read(RELEASE),
-    "wrong": lambda: answered(WRONG),
-    "drops_last_batch": lambda: answered(DROPS_LAST_BATCH),
-    "hardcoded": lambda: answered(HARD_CODED),
-    "calls_libraries": lambda: answered(CALLS_LIBRARIES),
+SUBMISSIONS = {  # student: the answer cells they write (the others correct), or their notebook
+    "correct": {},
+    "unanswered": lambda: roundtrip.read(RELEASE),
+    "wrong": WRONG,
+    "drops_last_batch": DROPS_LAST_BATCH,
+    "hardcoded": HARD_CODED,
+    "calls_libraries": CALLS_LIBRARIES,
 }
 
 
 @pytest.fixture(scope="module")
 def graded(tmp_path_factory):
     """Release 02_sgd, submit every student of SUBMISSIONS, autograde them in one call."""
-    root = make_course(tmp_path_factory.mktemp("course02"))
-    course.run_nbgrader(["generate_assignment", ASSIGNMENT], root)
-    for student, make in SUBMISSIONS.items():
-        path = root / "submitted" / student / ASSIGNMENT / NOTEBOOK
-        path.parent.mkdir(parents=True)
-        nbformat.write(make(), path)
-    course.run_nbgrader(["autograde", ASSIGNMENT], root)
-    scores = {}
-    with Gradebook(f"sqlite:///{root / 'gradebook.db'}") as gb:
-        for student in SUBMISSIONS:
-            notebook = gb.find_submission_notebook(ASSIGNMENT, ASSIGNMENT, student)
-            scores[student] = {g.name: g.score for g in notebook.grades}
-    yield root, scores
-    make_writable(root)
-
-
-def feedback(root: Path, student: str, grade_id: str) -> str:
-    nb = read(root / "autograded" / student / ASSIGNMENT / NOTEBOOK)
-    return "\n".join(o.get("text", "") + o.get("evalue", "")
-                     for o in cell_by_id(nb, grade_id).get("outputs", []))
+    directory = tmp_path_factory.mktemp("course02")
+    with roundtrip.autograded(directory, ASSIGNMENT, SUBMISSIONS) as result:
+        yield result
 
 
 @pytest.mark.slow
 def test_unanswered_release_fails_only_in_its_test_cells(tmp_path):
-    nb = execute(read(RELEASE), tmp_path)
-    for grade_id in POINTS:
-        (error,) = errors(cell_by_id(nb, grade_id))
-        assert error.ename == "NotImplementedError", (grade_id, error.ename, error.evalue)
-    untested = [c for c in nb.cells if c.cell_type == "code"
-                and not c.metadata.nbgrader.get("grade") and errors(c)]
-    assert untested == []
+    roundtrip.assert_only_test_cells_fail_unanswered(ASSIGNMENT, POINTS, tmp_path)
 
 
 @pytest.mark.slow
 def test_correct_submission_gets_full_marks_and_unanswered_gets_zero(graded):
-    _, scores = graded
-    assert scores["correct"] == POINTS
-    assert scores["unanswered"] == dict.fromkeys(POINTS, 0.0)
+    assert graded.scores["correct"] == POINTS
+    assert graded.scores["unanswered"] == dict.fromkeys(POINTS, 0.0)
 
 
 @pytest.mark.slow
 def test_in_place_updates_and_off_by_one_epochs_get_zero_with_feedback(graded):
-    root, scores = graded
-    assert scores["wrong"] == {"mb_tests": 0.0, "step_tests": 0.0, "inverse_time_tests": 0.0,
-                               "staircase_tests": 2.0}
-    assert "modified its argument X in place" in feedback(root, "wrong", "mb_tests")
-    assert "modified its argument theta in place" in feedback(root, "wrong", "step_tests")
-    assert "epoch 0: expected 0.2, got 0.1" in feedback(root, "wrong", "inverse_time_tests")
+    assert graded.scores["wrong"] == {"mb_tests": 0.0, "step_tests": 0.0,
+                                      "inverse_time_tests": 0.0, "staircase_tests": 2.0}
+    assert "modified its argument X in place" in graded.feedback("wrong", "mb_tests")
+    assert "modified its argument theta in place" in graded.feedback("wrong", "step_tests")
+    assert "epoch 0: expected 0.2, got 0.1" in graded.feedback("wrong", "inverse_time_tests")
 
 
 @pytest.mark.slow
 def test_missing_last_batch_and_smooth_staircase_get_zero_with_feedback(graded):
-    root, scores = graded
-    assert scores["drops_last_batch"] == {"mb_tests": 0.0, "step_tests": 2.0,
-                                          "inverse_time_tests": 2.0, "staircase_tests": 0.0}
+    assert graded.scores["drops_last_batch"] == {"mb_tests": 0.0, "step_tests": 2.0,
+                                                 "inverse_time_tests": 2.0,
+                                                 "staircase_tests": 0.0}
     assert ("expected 3 mini-batches (7 examples in batches of 3, sizes [3, 3, 1]), got 2"
-            in feedback(root, "drops_last_batch", "mb_tests"))
-    assert "epoch 1: expected 0.2, got 0.141421" in feedback(root, "drops_last_batch",
-                                                             "staircase_tests")
+            in graded.feedback("drops_last_batch", "mb_tests"))
+    assert "epoch 1: expected 0.2, got 0.141421" in graded.feedback("drops_last_batch",
+                                                                    "staircase_tests")
 
 
 @pytest.mark.slow
 def test_hard_coded_answers_pass_only_the_visible_tests(graded):
-    root, scores = graded
-    assert scores["hardcoded"] == dict.fromkeys(POINTS, 0.0)
+    assert graded.scores["hardcoded"] == dict.fromkeys(POINTS, 0.0)
     for grade_id in POINTS:
-        assert "visible tests passed" in feedback(root, "hardcoded", grade_id), grade_id
-    assert "KeyError" in feedback(root, "hardcoded", "mb_tests")
-    assert "random theta" in feedback(root, "hardcoded", "step_tests")
+        assert "visible tests passed" in graded.feedback("hardcoded", grade_id), grade_id
+    assert "KeyError" in graded.feedback("hardcoded", "mb_tests")
+    assert "random theta" in graded.feedback("hardcoded", "step_tests")
 
 
 @pytest.mark.slow
 def test_answers_that_call_gdlib_get_zero(graded):
-    root, scores = graded
-    assert scores["calls_libraries"] == {"mb_tests": 0.0, "step_tests": 2.0,
-                                         "inverse_time_tests": 0.0, "staircase_tests": 2.0}
-    assert "gdlib.training.random_mini_batches" in feedback(root, "calls_libraries", "mb_tests")
-    assert "gdlib.schedules" in feedback(root, "calls_libraries", "inverse_time_tests")
+    assert graded.scores["calls_libraries"] == {"mb_tests": 0.0, "step_tests": 2.0,
+                                                "inverse_time_tests": 0.0, "staircase_tests": 2.0}
+    assert "gdlib.training.random_mini_batches" in graded.feedback("calls_libraries",
+                                                                   "mb_tests")
+    assert "gdlib.schedules" in graded.feedback("calls_libraries", "inverse_time_tests")
 
 
 # --- slow: the pages ------------------------------------------------------------------------
-
-
-def run_page(name: str, tmp_path: Path) -> str:
-    """Execute a page as the strict build does (no error, nothing on stderr); its stdout."""
-    nb = execute(read(PAGES[name]), tmp_path)
-    for index, cell in enumerate(nb.cells):
-        if cell.cell_type != "code":
-            continue
-        assert errors(cell) == [], f"{name}: cell {index} raised"
-        stderr = [o.text for o in cell.outputs if o.output_type == "stream" and o.name == "stderr"]
-        assert stderr == [], f"{name}: cell {index} wrote to stderr: {stderr}"
-    return "\n".join(o.get("text", "") for c in nb.cells if c.cell_type == "code"
-                     for o in c.outputs)
 
 
 @pytest.mark.slow
 def test_gradient_descent_page_computes_the_seed_numbers(tmp_path):
     """Seed 004's 5,000 steps per epoch, the ravine's stability limit 2 / 4, GD stopping at the
     saddle of x^2 - y^2 (a maximum along y), and the 1/sqrt(b) gradient noise."""
-    text = run_page("gradient_descent", tmp_path)
+    text = roundtrip.run_page(PAGES["gradient_descent"], tmp_path)
     for shown in ("5,000,000 instances / batches of 1,000 = 5,000 steps per epoch",
                   "GD converges for eta < 2 / 4 = 0.5",
                   "loop and vectorized gradients agree to 1e-12: True",
@@ -294,7 +218,7 @@ def test_gradient_descent_page_computes_the_seed_numbers(tmp_path):
 @pytest.mark.slow
 def test_study_page_reproduces_seed_002(tmp_path):
     """b = 1 diverges at eta = 0.1 and converges at 0.01; b = 256 converges at both."""
-    text = run_page("minibatch_study", tmp_path)
+    text = roundtrip.run_page(PAGES["minibatch_study"], tmp_path)
     # rows of the table: "b = 32, eta = 0.1   epochs steps first-loss final-loss largest"
     row = re.compile(r"^(b = [^,]+, eta = [0-9.]+)\s+\d+\s+\d+\s+[0-9.]+\s+(\S+)\s+\S+$")
     final = {m[1]: float(m[2]) for m in map(row.match, text.splitlines()) if m}
@@ -307,7 +231,7 @@ def test_study_page_reproduces_seed_002(tmp_path):
 
 @pytest.mark.slow
 def test_decay_page_shows_the_schedules_and_their_effect(tmp_path):
-    text = run_page("lr_decay", tmp_path)
+    text = roundtrip.run_page(PAGES["lr_decay"], tmp_path)
     assert "inverse_time(lr0=0.2, rate=1): [0.2    0.1    0.0667 0.05   0.04  ]" in text
     assert "k / sqrt(0) = inf" in text
     for label in ("inverse time", "exponential", "staircase"):  # gdlib function = torch class

@@ -1,67 +1,50 @@
 """Chapter 4 (momentum, Nesterov): the exercise's grading round trip and the two book pages.
 
-The nbgrader round trip follows tests/test_exercises.py (chapter 1) and reuses its helpers: a
-temporary course, the released notebook with answers filled in (one student per behaviour),
-``nbgrader autograde``, scores and manual-grading flags read from the gradebook. Besides
-right and wrong answers, three students attack the step-by-step checker (it used to be
-defined in a locked cell whose names the grade cells called): one rebinds its helpers in an
-answer cell, one replaces ``gdlib.grading``'s functions, one reaches ``gdlib.optim`` through a
-module name built from strings. The page tests execute the pages and check the numbers their
-text states against what the code prints.
+The round trip (release, submit, one ``nbgrader autograde``, scores and manual-grading flags
+from the gradebook) is tests/course_roundtrip.py's; this file holds the students and what they
+must get. Besides right and wrong answers, three students attack the step-by-step checker (it
+used to be defined in a locked cell whose names the grade cells called): one rebinds its helpers
+in an answer cell, one replaces ``gdlib.grading``'s functions, one reaches ``gdlib.optim``
+through a module name built from strings. The page tests execute the pages and check the
+numbers their text states against what the code prints.
 """
 
 import ast
 import builtins
 import re
-import subprocess
-import sys
 from pathlib import Path
 
-import nbformat
+import course_roundtrip as roundtrip
 import pytest
-from nbgrader.api import Gradebook
-from test_exercises import cell_by_id, errors, execute, make_course, make_writable, read
 
 from gdlib import course
 
 ROOT = Path(__file__).resolve().parent.parent
 ASSIGNMENT = "04_momentum"
-NOTEBOOK = f"{ASSIGNMENT}.ipynb"
-SOLUTION = ROOT / "solutions" / ASSIGNMENT / NOTEBOOK
-RELEASE = ROOT / "exercises" / ASSIGNMENT / NOTEBOOK
+SOLUTION = roundtrip.solution_path(ASSIGNMENT)
+RELEASE = roundtrip.release_path(ASSIGNMENT)
 POINTS = {"momentum_tests": 3.0, "ema_tests": 3.0, "nesterov_tests": 4.0}
 ANSWERS = ("momentum_answer", "ema_answer", "nesterov_answer")
 PAGES = {name: ROOT / "book" / ASSIGNMENT / f"{name}.ipynb" for name in ("momentum", "nesterov")}
-
-
-def solution_code(grade_id: str) -> str:
-    """The instructor's answer of one cell, markers removed (what a correct student writes)."""
-    source = cell_by_id(read(SOLUTION), grade_id).source
-    return "\n".join(line for line in source.splitlines() if "### " not in line)
 
 
 # --- fast: the committed notebooks ------------------------------------------------------------
 
 
 def test_solution_has_points_markers_and_hidden_tests():
-    nb = read(SOLUTION)
-    points = {c.metadata.nbgrader.grade_id: c.metadata.nbgrader.points
-              for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade")}
-    assert points == POINTS
+    roundtrip.assert_solution_cells(ASSIGNMENT, POINTS, ANSWERS)
+    nb = roundtrip.read(SOLUTION)
     for grade_id in POINTS:
-        cell = cell_by_id(nb, grade_id)
-        assert cell.metadata.nbgrader.locked and "BEGIN HIDDEN TESTS" in cell.source
-        assert "random_quadratics(seed" in cell.source.split("BEGIN HIDDEN TESTS")[1]
-    for grade_id in ANSWERS:
-        assert "BEGIN SOLUTION" in cell_by_id(nb, grade_id).source
+        hidden = roundtrip.cell_by_id(nb, grade_id).source.split("BEGIN HIDDEN TESTS")[1]
+        assert "random_quadratics(seed" in hidden, grade_id
 
 
 def test_grade_cells_import_what_they_call():
     """No grade cell calls a name that only an earlier cell defines: an answer cell, which runs
     in between, could rebind it. (The course names a grade cell uses are all its own.)"""
-    nb = read(SOLUTION)
+    nb = roundtrip.read(SOLUTION)
     for grade_id in POINTS:
-        tree = ast.parse(cell_by_id(nb, grade_id).source)
+        tree = ast.parse(roundtrip.cell_by_id(nb, grade_id).source)
         own = {name for _, name, _ in course.module_bindings(tree)}
         called = {node.func.id for node in ast.walk(tree)
                   if isinstance(node, ast.Call) and isinstance(node.func, ast.Name)}
@@ -73,25 +56,18 @@ def test_grade_cells_import_what_they_call():
 
 
 def test_release_holds_stubs_only():
-    assert course.leaked_markers(RELEASE.parent) == []
-    text = RELEASE.read_text(encoding="utf-8")
-    for grade_id in ANSWERS:
-        assert "raise NotImplementedError()" in cell_by_id(read(RELEASE), grade_id).source
+    text = roundtrip.assert_release_stubs(ASSIGNMENT, ANSWERS)
     assert "lookahead = theta - lr * beta * velocity" not in text  # the instructor's answer
     assert "random_quadratics(" not in text  # called by the hidden tests only
 
 
 def test_notebooks_are_committed_without_outputs():
-    for path in (*PAGES.values(), SOLUTION, RELEASE):
-        for cell in read(path).cells:
-            if cell.cell_type == "code":
-                assert cell.outputs == [] and cell.execution_count is None, path
+    roundtrip.assert_committed_without_outputs((*PAGES.values(), SOLUTION, RELEASE))
 
 
 def test_scan_does_not_flag_the_release():
     """The student notebook as released passes the static scan (locked cells are trusted)."""
-    scan = subprocess.run([sys.executable, "-m", "gdlib.course", "scan", str(RELEASE)],
-                          cwd=ROOT, capture_output=True, text=True, check=False)
+    scan = roundtrip.scan(RELEASE)
     assert scan.returncode == 0, scan.stdout
 
 
@@ -231,188 +207,128 @@ def nesterov_step(theta, grad_fn, velocity, lr, beta):
 }
 
 
-def answered(answers: dict) -> nbformat.NotebookNode:
-    """The released notebook with the given answer cells replaced, the others correct."""
-    nb = read(RELEASE)
-    for grade_id in ANSWERS:
-        cell_by_id(nb, grade_id).source = answers.get(grade_id, solution_code(grade_id)).strip()
-    return nb
-
-
-SUBMISSIONS = {
-    "correct": lambda: answered({}),
-    "unanswered": lambda: read(RELEASE),
-    "wrong": lambda: answered(WRONG),
-    "subtle": lambda: answered(SUBTLE),
-    "ravine_only": lambda: answered(RAVINE_ONLY),
-    "calls_gdlib": lambda: answered(CALLS_GDLIB),
-    "rebinds_helpers": lambda: answered(REBINDS_HELPERS),
-    "patches_grading": lambda: answered(PATCHES_GRADING),
-    "imports_by_string": lambda: answered(IMPORTS_BY_STRING),
+SUBMISSIONS = {  # student: the answer cells they write (the others correct), or their notebook
+    "correct": {},
+    "unanswered": lambda: roundtrip.read(RELEASE),
+    "wrong": WRONG,
+    "subtle": SUBTLE,
+    "ravine_only": RAVINE_ONLY,
+    "calls_gdlib": CALLS_GDLIB,
+    "rebinds_helpers": REBINDS_HELPERS,
+    "patches_grading": PATCHES_GRADING,
+    "imports_by_string": IMPORTS_BY_STRING,
 }
 HONEST = ("correct", "unanswered", "wrong", "subtle", "ravine_only")
 
 
 @pytest.fixture(scope="module")
 def graded(tmp_path_factory):
-    """Release 04_momentum, submit every student of SUBMISSIONS, autograde them in one call.
-
-    Yields (course root, {student: {grade_id: score}}, {student: {grade_id: needs manual
-    grading}}, the autograde log)."""
-    root = make_course(tmp_path_factory.mktemp("course04"))
-    course.run_nbgrader(["generate_assignment", ASSIGNMENT], root)
-    for student, make in SUBMISSIONS.items():
-        path = root / "submitted" / student / ASSIGNMENT / NOTEBOOK
-        path.parent.mkdir(parents=True)
-        nbformat.write(make(), path)
-    process = course.run_nbgrader(["autograde", ASSIGNMENT], root)
-    scores, manual = {}, {}
-    with Gradebook(f"sqlite:///{root / 'gradebook.db'}") as gb:
-        for student in SUBMISSIONS:
-            notebook = gb.find_submission_notebook(ASSIGNMENT, ASSIGNMENT, student)
-            scores[student] = {g.name: g.score for g in notebook.grades}
-            manual[student] = {g.name: g.needs_manual_grade for g in notebook.grades}
-    yield root, scores, manual, process.stdout + process.stderr
-    make_writable(root)
-
-
-def feedback(root: Path, student: str, grade_id: str) -> str:
-    nb = read(root / "autograded" / student / ASSIGNMENT / NOTEBOOK)
-    return "\n".join(o.get("text", "") + o.get("evalue", "")
-                     for o in cell_by_id(nb, grade_id).get("outputs", []))
+    """Release 04_momentum, submit every student of SUBMISSIONS, autograde them in one call."""
+    directory = tmp_path_factory.mktemp("course04")
+    with roundtrip.autograded(directory, ASSIGNMENT, SUBMISSIONS) as result:
+        yield result
 
 
 @pytest.mark.slow
 def test_unanswered_release_fails_only_in_its_test_cells(tmp_path):
-    nb = execute(read(RELEASE), tmp_path)
-    for grade_id in POINTS:
-        (error,) = errors(cell_by_id(nb, grade_id))
-        assert error.ename == "NotImplementedError", (grade_id, error.ename, error.evalue)
-    untested = [c for c in nb.cells if c.cell_type == "code"
-                and not c.metadata.nbgrader.get("grade") and errors(c)]
-    assert untested == []
+    roundtrip.assert_only_test_cells_fail_unanswered(ASSIGNMENT, POINTS, tmp_path)
 
 
 @pytest.mark.slow
 def test_correct_submission_gets_full_marks_and_unanswered_gets_zero(graded):
-    _, scores, _, _ = graded
-    assert scores["correct"] == POINTS
-    assert scores["unanswered"] == dict.fromkeys(POINTS, 0.0)
+    assert graded.scores["correct"] == POINTS
+    assert graded.scores["unanswered"] == dict.fromkeys(POINTS, 0.0)
 
 
 @pytest.mark.slow
 def test_wrong_answers_get_zero_with_the_step_and_the_mistake_named(graded):
-    root, scores, _, _ = graded
-    assert scores["wrong"] == dict.fromkeys(POINTS, 0.0)
-    classic = feedback(root, "wrong", "momentum_tests")
+    assert graded.scores["wrong"] == dict.fromkeys(POINTS, 0.0)
+    classic = graded.feedback("wrong", "momentum_tests")
     assert "step 1: new theta" in classic
     assert "coordinate 1: expected 1.2, got -0.4" in classic
     assert "moving-average form of part (b)" in classic
-    assert "did you forget the (1 - beta) factor?" in feedback(root, "wrong", "ema_tests")
-    nesterov = feedback(root, "wrong", "nesterov_tests")
+    assert "did you forget the (1 - beta) factor?" in graded.feedback("wrong", "ema_tests")
+    nesterov = graded.feedback("wrong", "nesterov_tests")
     assert "step 2: the point where grad_fn was called" in nesterov
     assert "that is theta itself, as in classic momentum" in nesterov
 
 
 @pytest.mark.slow
 def test_subtle_mistakes_are_caught_and_explained(graded):
-    root, scores, _, _ = graded
-    assert scores["subtle"] == dict.fromkeys(POINTS, 0.0)
-    assert "modified its argument velocity in place" in feedback(root, "subtle",
-                                                                 "momentum_tests")
-    ema = feedback(root, "subtle", "ema_tests")
+    assert graded.scores["subtle"] == dict.fromkeys(POINTS, 0.0)
+    assert "modified its argument velocity in place" in graded.feedback("subtle",
+                                                                        "momentum_tests")
+    ema = graded.feedback("subtle", "ema_tests")
     assert "beta=0.9" in ema and "beta and 1 - beta are swapped" in ema
-    assert "PyTorch's form" in feedback(root, "subtle", "nesterov_tests")
+    assert "PyTorch's form" in graded.feedback("subtle", "nesterov_tests")
 
 
 @pytest.mark.slow
 def test_answer_fitted_to_the_worked_example_passes_only_the_visible_tests(graded):
-    root, scores, _, _ = graded
-    assert scores["ravine_only"] == {**POINTS, "momentum_tests": 0.0}
-    text = feedback(root, "ravine_only", "momentum_tests")
+    assert graded.scores["ravine_only"] == {**POINTS, "momentum_tests": 0.0}
+    text = graded.feedback("ravine_only", "momentum_tests")
     assert "momentum_step: visible tests passed" in text
     assert "random quadratic" in text
 
 
 @pytest.mark.slow
 def test_answers_that_call_gdlib_get_zero(graded):
-    root, scores, _, _ = graded
-    assert scores["calls_gdlib"] == {**POINTS, "momentum_tests": 0.0, "nesterov_tests": 0.0}
-    assert "module gdlib.optim" in feedback(root, "calls_gdlib", "momentum_tests")
-    assert "gdlib.optim.Nesterov" in feedback(root, "calls_gdlib", "nesterov_tests")
+    assert graded.scores["calls_gdlib"] == {**POINTS, "momentum_tests": 0.0,
+                                            "nesterov_tests": 0.0}
+    assert "module gdlib.optim" in graded.feedback("calls_gdlib", "momentum_tests")
+    assert "gdlib.optim.Nesterov" in graded.feedback("calls_gdlib", "nesterov_tests")
 
 
 @pytest.mark.slow
 def test_honest_submissions_are_not_held_for_manual_grading(graded):
-    _, _, manual, _ = graded
     for student in HONEST:
-        assert not any(manual[student].values()), student
+        assert not any(graded.manual[student].values()), student
 
 
 @pytest.mark.slow
 def test_rebinding_the_checkers_names_changes_nothing_and_is_flagged(graded):
     """The grade cells import what they call: the no-ops an answer cell binds are not what they
     run, so the wrong answers get 0; the scan holds the submission for manual grading."""
-    root, scores, manual, log = graded
-    assert scores["rebinds_helpers"] == {**POINTS, "momentum_tests": 0.0, "ema_tests": 0.0}
-    assert "moving-average form of part (b)" in feedback(root, "rebinds_helpers",
-                                                         "momentum_tests")
-    assert "did you forget the (1 - beta) factor?" in feedback(root, "rebinds_helpers",
-                                                               "ema_tests")
-    assert all(manual["rebinds_helpers"].values())
+    assert graded.scores["rebinds_helpers"] == {**POINTS, "momentum_tests": 0.0,
+                                                "ema_tests": 0.0}
+    assert "moving-average form of part (b)" in graded.feedback("rebinds_helpers",
+                                                                "momentum_tests")
+    assert "did you forget the (1 - beta) factor?" in graded.feedback("rebinds_helpers",
+                                                                      "ema_tests")
+    assert all(graded.manual["rebinds_helpers"].values())
     for name in ("check_steps", "run_steps", "check_array", "call_answer", "with_gradient",
                  "ema_reference"):
-        assert f"rebinds {name}, a name defined by the course's locked cells" in log, name
+        assert f"rebinds {name}, a name defined by the course's locked cells" in graded.log, name
 
 
 @pytest.mark.slow
 def test_replacing_gdlib_grading_functions_is_detected_and_fails_every_part(graded):
     """The guarded gdlib.grading puts its functions back when a test cell imports them and
     records the replacement: every later check fails (sticky), the correct part (c) too."""
-    root, scores, manual, log = graded
-    assert scores["patches_grading"] == dict.fromkeys(POINTS, 0.0)
+    assert graded.scores["patches_grading"] == dict.fromkeys(POINTS, 0.0)
     for grade_id in POINTS:
-        text = feedback(root, "patches_grading", grade_id)
+        text = graded.feedback("patches_grading", grade_id)
         assert "grading integrity" in text and "gdlib.grading.check_steps" in text, grade_id
-    assert "gdlib.grading.require_untampered" in feedback(root, "patches_grading",
-                                                          "momentum_tests")
-    assert all(manual["patches_grading"].values())
-    assert "assigns an attribute of grading" in log
+    assert "gdlib.grading.require_untampered" in graded.feedback("patches_grading",
+                                                                 "momentum_tests")
+    assert all(graded.manual["patches_grading"].values())
+    assert "assigns an attribute of grading" in graded.log
 
 
 @pytest.mark.slow
 def test_reaching_gdlib_through_a_string_import_gets_zero(graded):
     """The static look at the answer sees no gdlib; the watched call sees gdlib.optim run."""
-    root, scores, manual, log = graded
-    assert scores["imports_by_string"] == {**POINTS, "momentum_tests": 0.0,
-                                           "nesterov_tests": 0.0}
+    assert graded.scores["imports_by_string"] == {**POINTS, "momentum_tests": 0.0,
+                                                  "nesterov_tests": 0.0}
     for grade_id in ("momentum_tests", "nesterov_tests"):
-        text = feedback(root, "imports_by_string", grade_id)
+        text = graded.feedback("imports_by_string", grade_id)
         assert "must compute its result itself" in text, grade_id
         assert "gdlib.optim.__post_init__" in text, grade_id  # a frame the watch saw run
-    assert all(manual["imports_by_string"].values())
-    assert "sys.modules reaches every loaded module" in log
+    assert all(graded.manual["imports_by_string"].values())
+    assert "sys.modules reaches every loaded module" in graded.log
 
 
 # --- slow: the book pages ---------------------------------------------------------------------
-
-
-def printed(nb) -> str:
-    """Everything the code cells of an executed notebook printed to stdout."""
-    return "\n".join(o.get("text", "") for c in nb.cells if c.cell_type == "code"
-                     for o in c.outputs if o.output_type == "stream")
-
-
-def run_page(name: str, tmp_path: Path) -> str:
-    """Execute a page as the strict build does (no error, nothing on stderr); its stdout."""
-    nb = execute(read(PAGES[name]), tmp_path)
-    for index, cell in enumerate(nb.cells):
-        if cell.cell_type != "code":
-            continue
-        assert errors(cell) == [], f"{name} cell {index} raised"
-        stderr = [o.text for o in cell.outputs if o.output_type == "stream" and o.name == "stderr"]
-        assert stderr == [], f"{name} cell {index} wrote to stderr: {stderr}"
-    return printed(nb)
 
 
 def equivalences(text: str) -> list[float]:
@@ -422,7 +338,7 @@ def equivalences(text: str) -> list[float]:
 
 @pytest.mark.slow
 def test_momentum_page_computes_what_its_text_states(tmp_path):
-    text = run_page("momentum", tmp_path)
+    text = roundtrip.run_page(PAGES["momentum"], tmp_path)
     for shown in ("condition number L/mu = 20", "divergence for lr > 2/L = 0.5",
                   "0.9**22 = 0.0985", "the first k with 0.9**k < 0.1 is k = 22",
                   "1 - beta**t = 0.651", "1 - beta**t = 0.902", "1 - beta**t = 0.990",
@@ -435,7 +351,7 @@ def test_momentum_page_computes_what_its_text_states(tmp_path):
 
 @pytest.mark.slow
 def test_nesterov_page_computes_what_its_text_states(tmp_path):
-    text = run_page("nesterov", tmp_path)
+    text = roundtrip.run_page(PAGES["nesterov"], tmp_path)
     differences = equivalences(text)  # both NAG forms, torch, seed 001, seed 000 eq 21
     assert len(differences) == 4 and max(differences) < 1e-13, differences
     limits = re.findall(r"converges up to lr = ([\d.]+) on the grid; closed form ([\d.]+)", text)
