@@ -58,3 +58,24 @@ c.Autograde.autograde_preprocessors = [
     "nbgrader.preprocessors.CheckCellMetadata",
     "gdlib.course.FlagSuspiciousCode",
 ]
+
+# --- collecting submissions downloaded from a learning platform -----------------------------
+# Convention: a student submits the assignment's notebook renamed <student_id>_<notebook>, e.g.
+# jdoe_01_losses.ipynb for 01_losses (the student id is everything before the notebook's
+# "NN_" prefix, so it may contain underscores: jane_doe_01_losses.ipynb is jane_doe's).
+# Put the files, or zip archives of them, in downloaded/<assignment>/archive/ and run
+# `nbgrader zip_collect <assignment>`: it extracts them to downloaded/<assignment>/extracted/
+# and copies each to submitted/<student_id>/<assignment>/<notebook>. The expression is matched
+# against the file's full path; file_id must be the released notebook's file name. A file
+# that does not follow the convention is skipped with a warning (strict), not copied under a
+# wrong name.
+c.FileNameCollectorPlugin.named_regexp = (
+    r".*/(?P<student_id>[^/]+)_(?P<file_id>\d\d_[^/]+\.ipynb)$"
+)
+c.ZipCollectApp.strict = True
+
+# --- exporting grades ---------------------------------------------------------------------------
+# `nbgrader export` writes grades.csv with nbgrader's columns plus needs_manual_grade ("yes"
+# for a submission whose score is not final: held by the scan, or with a cell graded by hand).
+# `python -m gdlib.course held` lists those submissions with the scan's findings.
+c.ExportApp.plugin_class = "gdlib.course.CsvExportWithHolds"

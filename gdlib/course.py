@@ -11,18 +11,34 @@
         ``gdlib.grading``): IPython hooks (``set_custom_exc``, AST/input transformers, shell
         method overrides, event callbacks), trace/profile hooks and frame inspection,
         ``sys.modules``, ``importlib``/``inspect``/``gc``/``ctypes``/``builtins``, imports of
-        gdlib/torch/scipy/sklearn, ``exec``/``eval``/``setattr``/``vars``, ``__dict__`` and
-        ``__class__``, assignments to attributes of numpy, builtins, sys, math, gdlib, torch or
-        the grading module, and rebinding a name the locked cells of the same notebook define
-        (``check_steps = lambda *a, **k: None``; see ``course_names``). Cells whose source is
-        identical to a locked cell of the course (``exercises/`` and ``solutions/`` under the
-        course root, or ``--trusted`` directories) are skipped: that is the instructor's code.
-        Prints one line per finding and exits with status 1 when there is any.
+        gdlib/torch/scipy/sklearn, ``exec``/``eval``/``setattr``/``vars`` (called or merely
+        named), ``getattr`` with a computed or private name, ``__dict__``, ``__class__``,
+        ``__globals__`` (also as strings), private ``_names`` of any imported module, the
+        grading module used other than by reading and calling its public functions (an
+        alias ``g = grading``, ``vars(grading)``, ``f(grading)``, ``grading.x.y``),
+        assignments to attributes of numpy, builtins, sys, math, gdlib, torch or the grading
+        module (also through an alias: ``t = np.testing; t.assert_allclose = ...``), and
+        rebinding a name the locked cells of the same notebook define (``check_steps =
+        lambda *a, **k: None``; see ``course_names``). Cells whose source is identical to a
+        locked cell of the course (``exercises/`` and ``solutions/`` under the course root,
+        or ``--trusted`` directories) are skipped: that is the instructor's code (their
+        imports still count, e.g. ``from gdlib import grading``). Prints one line per finding
+        and exits with status 1 when there is any.
+
+    python -m gdlib.course held [ASSIGNMENT]
+        Lists, from the course's gradebook, the submitted notebooks with grades that need
+        manual grading -- student, assignment, notebook, the grade cells, and the scan's
+        findings from the comments -- and exits with status 1 when there is any (2 when there
+        is no gradebook or no such assignment).
 
 During ``nbgrader autograde`` the same scan runs as the preprocessor ``FlagSuspiciousCode``
 (registered in ``nbgrader_config.py``): a flagged submission keeps its automatic scores but all
 its grades are marked as needing manual grading, and the findings are written to the log and to
-the comments of its answer cells.
+the comments of its answer cells. ``nbgrader export`` (with ``CsvExportWithHolds``, also
+registered there) adds a column ``needs_manual_grade`` to ``grades.csv``: "yes" for a
+submission whose score is not final. A hold is cleared by grading the held cells in the
+formgrader (saving a score clears a cell's flag), or by autograding again once the code the
+scan found is gone.
 
 A finding is a reason to look, not proof of cheating: a student may import ``inspect`` out of
 curiosity. Conversely the scan is static: code built at run time from strings (``exec`` of a
@@ -39,7 +55,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from nbgrader.api import Gradebook
+from nbgrader.api import Gradebook, MissingEntry
+from nbgrader.plugins import CsvExportPlugin
 from nbgrader.preprocessors import NbGraderPreprocessor
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -268,14 +285,32 @@ def course_names(sources) -> dict:
             if name in functions or name in shared}
 
 
-class _Scanner(ast.NodeVisitor):
-    """Collects ``(line, reason)`` for one cell; ``aliases`` maps local names to modules,
-    ``names`` holds the names the course's locked cells define (``course_names``)."""
+GRADING_MODULE = "gdlib.grading"
 
-    def __init__(self, aliases: dict, names: dict | None = None):
+
+def default_aliases() -> dict:
+    """The names every exercise notebook binds in its locked setup cell: ``np`` and
+    ``grading`` (``from gdlib import grading``)."""
+    return {"np": "numpy", "grading": GRADING_MODULE}
+
+
+def _is_private(name: str) -> bool:
+    """``_name`` but not ``__name__``: a module's internals, not its interface."""
+    return name.startswith("_") and not (name.startswith("__") and name.endswith("__"))
+
+
+class _Scanner(ast.NodeVisitor):
+    """Collects ``(line, reason)`` for one cell; ``aliases`` maps local names to the modules or
+    objects they were imported as (or assigned from), ``names`` holds the names the course's
+    locked cells define (``course_names``); ``tree`` is the cell's AST (to know each node's
+    parent)."""
+
+    def __init__(self, aliases: dict, names: dict | None = None, tree=None):
         self.aliases = aliases
         self.names = names or {}
         self.found: list[tuple[int, str]] = []
+        self.parents = {child: node for node in ast.walk(tree) if tree is not None
+                        for child in ast.iter_child_nodes(node)}
 
     def flag(self, node, reason: str) -> None:
         self.found.append((node.lineno, reason))
@@ -299,25 +334,81 @@ class _Scanner(ast.NodeVisitor):
             full = f"{module}.{alias.name}"
             if alias.name in SUSPICIOUS_ATTRIBUTES:
                 self.flag(node, f"imports {full}, which {SUSPICIOUS_ATTRIBUTES[alias.name]}")
-            if module.split(".")[0] in PROTECTED_MODULES:
-                self.aliases[alias.asname or alias.name] = full
+            elif _is_private(alias.name):
+                self.flag(node, f"imports {full}, a private name of {module} (its internals, "
+                                f"not its interface)")
+            self.aliases[alias.asname or alias.name] = full
         self.generic_visit(node)
 
+    def _dotted(self, node) -> str | None:
+        """The module path a name or attribute chain stands for (``gdlib.grading._SNAPSHOTS``
+        for ``grading._SNAPSHOTS``), when it starts from an imported or aliased name."""
+        if isinstance(node, ast.Name):
+            return self.aliases.get(node.id)
+        if isinstance(node, ast.Attribute):
+            base = self._dotted(node.value)
+            return None if base is None else f"{base}.{node.attr}"
+        return None
+
+    def _is_base_of(self, node) -> bool:
+        """Whether ``node`` is the object of an attribute read or a subscript (``x`` of
+        ``x.y`` or ``x[0]``)."""
+        parent = self.parents.get(node)
+        return isinstance(parent, (ast.Attribute, ast.Subscript)) and parent.value is node
+
+    def _grading_as_value(self, node) -> None:
+        """The grading module may only be read from (``grading.check_array(...)``): used as a
+        value it can be aliased, passed on, or handed to ``vars``/``setattr``."""
+        if (isinstance(getattr(node, "ctx", None), ast.Load)
+                and self._dotted(node) == GRADING_MODULE and not self._is_base_of(node)):
+            self.flag(node, "uses the grading module itself as a value (an alias, an argument, "
+                            "vars() or setattr() reach the grader's internals)")
+
     def visit_Attribute(self, node):
+        base = self._dotted(node.value)
         if node.attr in SUSPICIOUS_ATTRIBUTES:
             self.flag(node, f".{node.attr} {SUSPICIOUS_ATTRIBUTES[node.attr]}")
         elif node.attr == "modules" and self._module_of(node.value) == "sys":
             self.flag(node, "sys.modules reaches every loaded module, the grader's included")
+        elif base is not None and _is_private(node.attr):
+            whose = "the grader" if base == GRADING_MODULE else "an imported module"
+            self.flag(node, f"reaches {base}.{node.attr}, a private name of {whose} (its "
+                            f"internals, not its interface)")
+        elif base == GRADING_MODULE and self._is_base_of(node):
+            self.flag(node, f"reaches inside {base}.{node.attr} (the grader's functions are "
+                            f"only to be called)")
+        self._grading_as_value(node)
         self.generic_visit(node)
 
     def visit_Name(self, node):
         if node.id in ("__builtins__", "__import__"):
             self.flag(node, f"{node.id} {SUSPICIOUS_ATTRIBUTES[node.id]}")
+        elif node.id in SUSPICIOUS_CALLS and isinstance(node.ctx, ast.Load):
+            parent = self.parents.get(node)
+            if not (isinstance(parent, ast.Call) and parent.func is node):  # (visit_Call)
+                self.flag(node, f"refers to {node.id}, which {SUSPICIOUS_CALLS[node.id]}")
+        self._grading_as_value(node)
         self.generic_visit(node)
+
+    def visit_Constant(self, node):
+        # An attribute name as a string: getattr(f, "__globals__"), attrgetter("__dict__").
+        if (isinstance(node.value, str) and node.value.startswith("_")
+                and node.value in SUSPICIOUS_ATTRIBUTES):
+            self.flag(node, f"names the attribute {node.value!r}, which "
+                            f"{SUSPICIOUS_ATTRIBUTES[node.value]}")
 
     def visit_Call(self, node):
         if isinstance(node.func, ast.Name) and node.func.id in SUSPICIOUS_CALLS:
             self.flag(node, f"{node.func.id}() {SUSPICIOUS_CALLS[node.func.id]}")
+        if (isinstance(node.func, ast.Name) and node.func.id == "getattr"
+                and len(node.args) >= 2):
+            name = node.args[1]
+            if not (isinstance(name, ast.Constant) and isinstance(name.value, str)):
+                self.flag(node, "getattr() with an attribute name computed at run time (the "
+                                "scan cannot see what it reaches)")
+            elif name.value.startswith("_"):
+                self.flag(node, f"getattr() of the private or special attribute "
+                                f"{name.value!r}")
         magic = _magic_call(node)
         if magic is not None:
             name, code = magic
@@ -343,16 +434,26 @@ class _Scanner(ast.NodeVisitor):
             self._target(target.value, verb)
         elif isinstance(target, (ast.Attribute, ast.Subscript)):
             module = self._module_of(target)
-            if module in PROTECTED_MODULES:
+            root = _root_name(target)
+            if self._dotted(target.value) == GRADING_MODULE:
+                shown = root if root == "grading" else f"{root} (the grading module)"
+                self.flag(target, f"{verb} an attribute of {shown}")
+            elif module in PROTECTED_MODULES:
                 self.flag(target, f"{verb} an attribute of {module}")
-            elif _root_name(target) in PROTECTED_NAMES:
-                self.flag(target, f"{verb} an attribute of {_root_name(target)}")
+            elif root in PROTECTED_NAMES:
+                self.flag(target, f"{verb} an attribute of {root}")
         elif isinstance(target, ast.Name) and target.id in PROTECTED_NAMES - {"np", "numpy"}:
             self.flag(target, f"rebinds {target.id}, a name the tests use")
 
     def visit_Assign(self, node):
         for target in node.targets:
             self._target(target, "assigns")
+        # t = np.testing: t.assert_allclose = ... assigns an attribute of numpy.
+        value = self._dotted(node.value)
+        if value is not None:
+            for target in node.targets:
+                if isinstance(target, ast.Name):
+                    self.aliases[target.id] = value
         self.generic_visit(node)
 
     def visit_AugAssign(self, node):
@@ -389,11 +490,11 @@ def scan_source(source: str, aliases: dict | None = None,
     ``names``: the names the course's locked cells define (``course_names``), which the code
     must not rebind. Code that does not parse yields nothing (it fails its tests anyway).
     """
-    aliases = {"np": "numpy"} if aliases is None else aliases
+    aliases = default_aliases() if aliases is None else aliases
     tree = _parse(source)
     if tree is None:
         return []
-    scanner = _Scanner(aliases, names)
+    scanner = _Scanner(aliases, names, tree)
     scanner.visit(tree)
     scanner.rebound_course_names(tree)
     return sorted(set(scanner.found))
@@ -410,17 +511,19 @@ def scan_notebook(nb: dict, trusted: set | frozenset = frozenset(), path: str = 
 
     Skips cells whose source is in ``trusted`` and, when given, cells whose nbgrader
     ``grade_id`` is in ``trusted_ids`` (during autograde: locked cells known to the gradebook,
-    whose source nbgrader has just restored). ``names``: the names the locked cells of this
+    whose source nbgrader has just restored); their imports still count as the names they
+    bind (``from gdlib import grading``). ``names``: the names the locked cells of this
     notebook in the course define (``course_names``); a cell that rebinds one is a finding.
     """
     findings = []
-    aliases = {"np": "numpy"}
+    aliases = default_aliases()
     for index, cell in enumerate(nb.get("cells", [])):
         if cell.get("cell_type") != "code":
             continue
         source = _cell_source(cell)
         grade_id = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
         if source.strip() in trusted or (grade_id is not None and grade_id in trusted_ids):
+            scan_source(source, aliases)  # the course's own code: only its aliases matter
             continue
         lines = _python_source(source).splitlines()
         for line, reason in scan_source(source, aliases, names):
@@ -489,6 +592,9 @@ def scan_paths(paths, trusted: set | frozenset = frozenset(), names: dict | None
 # --------------------------------------------------------------------------------------------
 
 
+HELD_NOTE = "Held for manual grading; the scan found:"
+
+
 class FlagSuspiciousCode(NbGraderPreprocessor):
     """Autograde step: scan the student's cells; hold a flagged submission for manual grading.
 
@@ -519,9 +625,91 @@ class FlagSuspiciousCode(NbGraderPreprocessor):
             for grade in submitted.grades:
                 grade.needs_manual_grade = True
             for comment in submitted.comments:
-                comment.auto_comment = "Held for manual grading; the scan found:\n" + report
+                comment.auto_comment = HELD_NOTE + "\n" + report
             gb.db.commit()
         return nb, resources
+
+
+# --------------------------------------------------------------------------------------------
+# Held submissions
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Held:
+    """A submitted notebook with grades that need manual grading, and why: the scan's
+    findings from its comments (none when a cell is graded by hand or was not autograded)."""
+
+    student: str
+    assignment: str
+    notebook: str
+    cells: tuple  # names of the grade cells that need manual grading
+    findings: tuple  # lines of the scan's report
+
+    def __str__(self) -> str:
+        head = (f"{self.student}, {self.assignment}/{self.notebook}.ipynb: "
+                f"{len(self.cells)} grade(s) need manual grading: {', '.join(self.cells)}")
+        reasons = [f"    {finding}" for finding in self.findings] or [
+            "    no scan finding (a cell graded by hand, or a submission not autograded yet)"]
+        return "\n".join([head, *reasons])
+
+
+def gradebook_url(root: Path) -> str:
+    """The gradebook of the course at ``root`` (where ``nbgrader_config.py`` puts it)."""
+    return f"sqlite:///{Path(root) / 'gradebook.db'}"
+
+
+def _scan_report(comments) -> tuple:
+    """The finding lines of ``FlagSuspiciousCode``'s comments (each answer cell has a copy)."""
+    lines: dict = {}
+    for comment in comments:
+        text = comment.auto_comment or ""
+        if text.startswith(HELD_NOTE):
+            lines.update(dict.fromkeys(line for line in text[len(HELD_NOTE):].splitlines()
+                                       if line.strip()))
+    return tuple(lines)
+
+
+def held_submissions(db_url: str, assignment: str | None = None) -> list:
+    """``Held`` for every submitted notebook (of ``assignment``, or of all) with a grade that
+    needs manual grading. ``MissingEntry`` when the gradebook has no such assignment."""
+    held = []
+    with Gradebook(db_url) as gb:
+        names = [gb.find_assignment(assignment).name] if assignment else [
+            a.name for a in gb.assignments]
+        for name in names:
+            for submission in gb.assignment_submissions(name):
+                for notebook in submission.notebooks:
+                    cells = tuple(g.name for g in notebook.grades if g.needs_manual_grade)
+                    if cells:
+                        held.append(Held(submission.student.id, name, notebook.name, cells,
+                                         _scan_report(notebook.comments)))
+    return sorted(held, key=lambda h: (h.assignment, h.student, h.notebook))
+
+
+class CsvExportWithHolds(CsvExportPlugin):
+    """``nbgrader export`` to CSV (nbgrader's columns) with one more column,
+    ``needs_manual_grade``: ``yes`` for a submission with a grade that needs manual grading (a
+    submission held by the scan, or a cell graded by hand), whose score is not final."""
+
+    def export(self, gradebook: Gradebook) -> None:
+        super().export(gradebook)
+        path = Path(self.to or "grades.csv")
+        header, *rows = path.read_text(encoding="utf-8").splitlines()
+        # nbgrader writes the fields unquoted; assignment and student id come before the names.
+        keys = header.split(",")
+        assignment, student = keys.index("assignment"), keys.index("student_id")
+        held = set()
+        for name in {row.split(",")[assignment] for row in rows}:
+            for submission in gradebook.assignment_submissions(name):
+                if submission.needs_manual_grade:
+                    held.add((name, submission.student.id))
+        lines = [header + ",needs_manual_grade"]
+        for row in rows:
+            fields = row.split(",")
+            mark = "yes" if (fields[assignment], fields[student]) in held else ""
+            lines.append(f"{row},{mark}")
+        path.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
 # --------------------------------------------------------------------------------------------
@@ -596,18 +784,39 @@ def main(argv=None) -> int:
     scan_parser.add_argument("--trusted", action="append", type=Path, default=None,
                              help="directories of the course's own notebooks (default: "
                                   "exercises/ and solutions/ of the course root)")
+    held_parser = commands.add_parser(
+        "held", help="list submissions held for manual grading (exit status 1 if any)")
+    held_parser.add_argument("assignment", nargs="?", help="assignment id (default: all)")
     args = parser.parse_args(argv)
     root = _course_root()
     if args.command == "release":
         for assignment in release(root, args.assignment):
             print(f"released exercises/{assignment}")
         return 0
+    if args.command == "held":
+        return _print_held(root, args.assignment)
     trusted_dirs = args.trusted or [root / "exercises", root / "solutions"]
     findings = scan_paths(args.path, locked_sources(*trusted_dirs), locked_names(*trusted_dirs))
     for finding in findings:
         print(finding)
     print(f"{len(findings)} finding(s)", file=sys.stderr)
     return 1 if findings else 0
+
+
+def _print_held(root: Path, assignment: str | None) -> int:
+    if not (Path(root) / "gradebook.db").exists():
+        print(f"no gradebook at {Path(root) / 'gradebook.db'}: nothing autograded yet",
+              file=sys.stderr)
+        return 2
+    try:
+        held = held_submissions(gradebook_url(root), assignment)
+    except MissingEntry:
+        print(f"the gradebook has no assignment {assignment!r}", file=sys.stderr)
+        return 2
+    for entry in held:
+        print(entry)
+    print(f"{len(held)} notebook(s) held for manual grading", file=sys.stderr)
+    return 1 if held else 0
 
 
 if __name__ == "__main__":

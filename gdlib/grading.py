@@ -39,6 +39,9 @@ API
     answer (torch, scipy, sklearn, jax, tensorflow) through its globals, closure or defaults.
 ``case(label, *args, **kwargs)``, ``random_cases(label, make, shapes, seed)``, ``rng(seed)``
     Build the inputs: one ``Case``, or one per shape with arguments ``make(generator, *shape)``.
+    ``rng(seed)`` is ``np.random.default_rng(seed)``, or, when the environment variable
+    ``GDCOURSE_GRADING_SALT`` (``SALT_VARIABLE``) was set at import, a generator that mixes a
+    secret salt into the seed (see "Hidden inputs" below).
 ``QuadraticProblem``, ``random_quadratics(seed, count, steps, *, hyper, state)``
     Test problems for step rules: f(theta) = theta^T A theta / 2 - b^T theta with a start,
     a learning rate and hyper-parameters; random ones drawn from ``rng``.
@@ -107,17 +110,27 @@ notebooks, also run during ``nbgrader autograde``) is the backstop. Defended att
    failure is sticky: once a replacement was seen, every later check of the session fails,
    because the student's code ran with it.
 2. *Replacing the grader* (``grading.check_steps = lambda *a, **k: None``,
-   ``gdlib.grading.require_untampered = ...``, or rebinding a helper a test cell would call).
-   Grade cells import what they call in the same cell, so rebinding a notebook name has no
-   effect on them. After ``protect``, the module objects of ``gdlib.grading`` and of the
-   ``gdlib`` package are guarded: every attribute read from them (``from gdlib.grading import
-   check_steps`` and ``from gdlib import grading`` included) first compares the namespace with
-   a copy taken in the setup cell -- held in a closure, out of reach of the namespace --
-   restores what was replaced and records it, so the real check runs and fails.
+   ``gdlib.grading.require_untampered = ...``, ``g = grading; g.check_function = ...``,
+   ``vars(grading).update(...)``, ``setattr(getattr(gdlib, "grading"), ...)``, or rebinding a
+   helper a test cell would call). Grade cells import what they call in the same cell, so
+   rebinding a notebook name has no effect on them. After ``protect``, the module objects of
+   ``gdlib.grading`` and of the ``gdlib`` package are guarded: every attribute read from them
+   (``from gdlib.grading import check_steps`` and ``from gdlib import grading`` included)
+   first compares the namespace with a copy taken in the setup cell -- held in a closure, out
+   of reach of the namespace -- restores what was replaced and records it, so the real check
+   runs and fails. The guard also records every read of a private name (``_SNAPSHOTS``,
+   ``_TAMPERED``...) or of the namespace (``vars(grading)``, ``grading.__dict__``) by code
+   outside gdlib, the standard library and the installed packages -- a notebook cell: the
+   review's "stealth" answer (``grading._SNAPSHOTS.clear()``, then ``vars(grading).update``)
+   fails every test. What the guard records is kept in its closure as well: clearing
+   ``_TAMPERED`` does not make a check pass.
 3. *Calling the reference* (``from gdlib.losses import hinge``, ``import gdlib; gdlib.losses.hinge``,
-   ``sys.modules["gdlib.losses"]``, ``importlib``, torch's own loss). ``check_own_code`` inspects
-   the function's code names, globals, closure and defaults (recursively through the student's
-   own helper functions) for objects of a forbidden package, and string constants that name one.
+   ``sys.modules["gdlib.losses"]``, ``importlib``, torch's own loss). ``check_own_code`` reads
+   the function's bytecode: the globals and closure variables it loads, with the attribute
+   paths it reads from them (``torch.optim.SGD`` is reported as such, "module torch
+   (torch.optim.SGD)", and an attribute name is not mistaken for a global of the same name),
+   the modules it imports, its defaults and string constants that name a forbidden module,
+   recursively through the student's own helper functions.
    Then every call of the student's function (``call_answer``) runs under a profile hook
    (``sys.setprofile``, and ``threading.setprofile`` for threads it starts) that records any
    Python frame executing code of a forbidden package -- except calls made by the test's own
@@ -125,7 +138,15 @@ notebooks, also run during ``nbgrader autograde``) is the backstop. Defended att
    ``sys.setprofile`` (frame inspection could read the grader's locals). Either fails the check.
 4. *Hard-coding the visible example*: hidden tests compare with the reference on random inputs
    drawn with ``rng(seed)`` (a generator made from a ``default_rng`` captured at import, so
-   patching ``np.random`` cannot choose the hidden inputs).
+   patching ``np.random`` cannot choose the hidden inputs). *Hidden inputs*: the seeds are
+   fixed in the solution notebooks, so whoever has ``solutions/`` can draw the same inputs
+   and submit a table of the reference's outputs. Against that, autograde with a secret salt:
+   ``GDCOURSE_GRADING_SALT=<secret> nbgrader autograde <id>`` (the kernels inherit the
+   variable). ``rng(seed)`` is then ``np.random.default_rng([seed, s])``, s the first 8 bytes
+   of the SHA-256 of the secret read as a little-endian integer; the variable is read once,
+   at import. Unset or empty: ``default_rng(seed)``, so that tests, ``nbgrader validate`` and
+   a student's own runs draw what the solution notebooks were checked with. (Run the solution
+   notebooks once with the salt to check that the instructor's answers pass its draws.)
 5. *Editing or deleting test cells*: handled by nbgrader, not here. Locked cells whose source
    changed are restored from the gradebook, and with ``OverwriteCells.add_missing_cells = True``
    (set in ``nbgrader_config.py``) deleted grade cells are re-inserted and run.
@@ -141,18 +162,29 @@ notebooks, also run during ``nbgrader autograde``) is the backstop. Defended att
 What is *not* prevented: code that runs before this module is imported (a student can move
 cells), reading the hidden tests' random inputs by means the profile hook does not see (e.g.
 ``gc.get_objects()``), replacing the guarded module's class or its ``sys.modules`` entry,
-mutating this module's private records (``_SNAPSHOTS``, ``_TAMPERED``), or any other
-deliberate tampering with the interpreter. The scan flags the usual tools for that
-(``sys.modules``, ``importlib``, ``inspect``, ``gc``, ``ctypes``, ``setattr``, ``vars``,
-``__class__``/``__dict__``, assignments to attributes of numpy, builtins, sys, gdlib, torch,
+reaching this module's private records without going through the guard
+(``types.ModuleType.__getattribute__(grading, "_SNAPSHOTS")``, a function's
+``__globals__``, ``gc``), or any other deliberate tampering with the interpreter. The scan
+flags the usual tools for that (``sys.modules``, ``importlib``, ``inspect``, ``gc``,
+``ctypes``, ``setattr``/``getattr`` with computed names, ``vars``, ``__class__``/``__dict__``/
+``__globals__``, the grading module used other than by calling its functions, private names
+of any imported module, assignments to attributes of numpy, builtins, sys, gdlib, torch,
 IPython hooks, rebinding a name the course's locked cells define...), and a flagged submission
-is held for manual grading. A grader that cannot be subverted needs the student's code in a
-separate process.
+is held for manual grading (``python -m gdlib.course held`` lists them). A grader that cannot
+be subverted needs the student's code in a separate process.
+
+Tracebacks: the functions a failing check passes through set ``__tracebackhide__``, which
+IPython's traceback display (and pytest) honours: a student sees the test cell's line, their
+own line when their code raised, one frame of this module (the ``raise``, which IPython always
+shows) and the message.
 """
 
 import builtins
 import copy
+import dis
+import hashlib
 import math
+import os
 import re
 import sys
 import sysconfig
@@ -162,7 +194,7 @@ from collections.abc import Mapping
 from importlib import import_module
 from importlib.util import find_spec
 from pathlib import Path
-from typing import NamedTuple
+from typing import NamedTuple, NoReturn
 
 import numpy as np
 import numpy.linalg
@@ -171,6 +203,7 @@ import numpy.testing
 
 __all__ = [
     "FORBIDDEN_PACKAGES",
+    "SALT_VARIABLE",
     "Case",
     "GradingError",
     "QuadraticProblem",
@@ -221,6 +254,7 @@ _settrace = sys.settrace
 _thread_setprofile = threading.setprofile
 _thread_settrace = threading.settrace
 _getframe = sys._getframe
+_instructions = dis.get_instructions
 _FORBIDDEN_BUILTINS = {
     id(sys._getframe): "sys._getframe (frame inspection)",
     id(sys.settrace): "sys.settrace",
@@ -240,6 +274,18 @@ def _ipython_shell():
 
 class GradingError(AssertionError):
     """A failed check; the message tells the student what is wrong."""
+
+
+# The functions a failing check passes through set ``__tracebackhide__ = True``: IPython (and
+# pytest) then leave their frames out of a traceback. They raise with ``_fail`` (chained to
+# ``cause``, the answer's own exception, whose traceback shows the student's line), the frame
+# IPython always shows: its lines are the only ones of this module a student sees.
+
+
+def _fail(message: str, cause: BaseException | None = None) -> NoReturn:
+    """A test failed: the message below says what is wrong with the answer."""
+    __tracebackhide__ = True
+    raise GradingError(message) from cause
 
 
 class Case(NamedTuple):
@@ -263,6 +309,7 @@ def random_cases(label: str, make, shapes, seed: int = 0) -> list:
     The namespaces are checked (and restored) first, so ``make`` may use numpy freely; it should
     draw its randomness from the generator it is given.
     """
+    __tracebackhide__ = True
     _start_check()
     cases = []
     for offset, shape in enumerate(shapes):
@@ -273,13 +320,35 @@ def random_cases(label: str, make, shapes, seed: int = 0) -> list:
     return cases
 
 
+SALT_VARIABLE = "GDCOURSE_GRADING_SALT"
+
+
+def _salt_number(text: str | None) -> int | None:
+    """The 64-bit number a salt string stands for (the first 8 bytes of its SHA-256, read
+    little-endian), or None for no salt (unset or empty)."""
+    if not text:
+        return None
+    return int.from_bytes(hashlib.sha256(text.encode("utf-8")).digest()[:8], "little")
+
+
+# Read once, at import (in the locked setup cell, before any answer runs): changing the
+# environment later changes nothing.
+_SALT = _salt_number(os.environ.get(SALT_VARIABLE))
+
+
 def rng(seed: int) -> np.random.Generator:
-    """A numpy ``Generator`` seeded with ``seed``, made by the ``default_rng`` of import time.
+    """A numpy ``Generator`` for ``seed``, made by the ``default_rng`` of import time.
 
     Hidden tests draw their inputs from it: an answer cell that replaces ``np.random`` functions
-    cannot choose them.
+    cannot choose them. Without a salt it is ``np.random.default_rng(seed)``: anyone with the
+    solution notebooks (which fix the seeds) can draw the same inputs. When the environment
+    variable ``GDCOURSE_GRADING_SALT`` was set (and not empty) when this module was imported,
+    it is ``np.random.default_rng([seed, salt])`` with salt the first 8 bytes of the SHA-256
+    of the variable's text, read as a little-endian integer: an instructor who autogrades with
+    a secret salt (``GDCOURSE_GRADING_SALT=... nbgrader autograde 01_losses``) gets hidden
+    inputs nobody can compute in advance, so a table of precomputed outputs fails.
     """
-    return _default_rng(seed)
+    return _default_rng(seed) if _SALT is None else _default_rng([seed, _SALT])
 
 
 # --------------------------------------------------------------------------------------------
@@ -335,6 +404,28 @@ def protect(*module_names: str) -> None:
             _snapshot(sys.modules[loaded])
 
 
+def _is_private(attribute: str) -> bool:
+    """``_name`` but not ``__name__``: a module's own business, not its interface."""
+    return attribute.startswith("_") and not (attribute.startswith("__")
+                                              and attribute.endswith("__"))
+
+
+def _course_code(code) -> bool:
+    """Whether ``code`` belongs to gdlib, the standard library or an installed package (not to
+    a notebook cell or a file of the course's users)."""
+    filename = code.co_filename
+    return filename.startswith("<frozen ") or _code_path(code).startswith(_TRUSTED_DIRS)
+
+
+class _Guard(NamedTuple):
+    """What ``require_untampered`` checks of a guarded module (see ``_guard``)."""
+
+    module: types.ModuleType
+    cls: type  # the module's guard class
+    method: object  # the class's __getattribute__
+    records: list  # what the guard saw (replaced names, private reads), as in _TAMPERED
+
+
 def _guard(module) -> None:
     """Make ``module`` check its own namespace whenever an attribute is read from it.
 
@@ -347,45 +438,86 @@ def _guard(module) -> None:
     directly (not through the guard); ``require_untampered`` compares the namespace too, and
     checks that the guard is still in place. Names added to the module later (a submodule
     loaded on first use) are not watched.
+
+    Reading a private name (``grading._SNAPSHOTS``, ``_TAMPERED``...) or the namespace itself
+    (``vars(grading)``, ``grading.__dict__``) from code that is not gdlib's, the standard
+    library's or an installed package's -- i.e. from a notebook cell -- is recorded too.
+    Everything the guard records also goes to a list of its own, which clearing ``_TAMPERED``
+    does not empty: every later read and check puts the records back. (``dir(grading)`` and
+    IPython's completion and help are fine.)
     """
-    if any(guarded is module for guarded, _, _ in _GUARDS):
+    if any(guard.module is module for guard in _GUARDS):
         return
     namespace = vars(module)
     saved = {k: v for k, v in namespace.items() if not (k.startswith("__") and k.endswith("__"))}
     tampered, name, missing = _TAMPERED, module.__name__, object()
-    read = types.ModuleType.__getattribute__
+    records = []
+    read, list_names = types.ModuleType.__getattribute__, types.ModuleType.__dir__
+    is_private, course_code, getframe = _is_private, _course_code, _getframe
+
+    def record(text: str) -> None:
+        if text not in records:
+            records.append(text)
 
     def restore() -> None:
         for key, value in saved.items():
             if namespace.get(key, missing) is not value:
-                tampered.append(f"{name}.{key}")
+                record(f"{name}.{key}")
                 namespace[key] = value
+        for text in records:
+            if text not in tampered:
+                tampered.append(text)
 
     class GuardedModule(types.ModuleType):
         """A module that checks its namespace before every attribute read (see ``_guard``)."""
 
         def __getattribute__(self, attribute):
+            if ((attribute == "__dict__" or is_private(attribute))
+                    and not course_code(getframe(1).f_code)):
+                record(f"reached {name}.{attribute}")
             restore()
             return read(self, attribute)
 
+        def __dir__(self):
+            # (ModuleType.__dir__ reads __dict__, from this frame: not a notebook's read.)
+            return list_names(self)
+
     module.__class__ = GuardedModule
-    _GUARDS.append((module, GuardedModule, vars(GuardedModule)["__getattribute__"]))
+    _GUARDS.append(_Guard(module, GuardedModule, vars(GuardedModule)["__getattribute__"],
+                          records))
 
 
-_GUARDS: list = []  # (module, its guard class, the class's __getattribute__) once guarded
+_GUARDS: list = []  # a _Guard for each module guarded so far
+
+
+def _integrity_message(records) -> str:
+    replaced = _sorted({r for r in records if not r.startswith("reached ")})
+    reached = _sorted({r.removeprefix("reached ") for r in records if r.startswith("reached ")})
+    parts = [f"replaced {', '.join(replaced)}"] if replaced else []
+    if reached:
+        parts.append(f"reached the grader's internals ({', '.join(reached)})")
+    return (
+        f"grading integrity: code in this notebook {' and '.join(parts)}. Answers must not "
+        f"modify numpy, the builtins, sys or gdlib, nor touch the grader's records; every test "
+        f"fails until that code is removed."
+    )
 
 
 def require_untampered() -> None:
-    """Fail when an attribute of a snapshotted module differs from its snapshot.
+    """Fail when an attribute of a snapshotted module differs from its snapshot, or when code
+    outside gdlib read a guarded module's private names (see ``_guard``).
 
     Replaced attributes are put back (so the reference computes with the real numpy), and the
     failure is sticky: every later check of the session fails too.
     """
-    for module, guard, method in _GUARDS:
-        if type(module) is not guard or vars(guard).get("__getattribute__") is not method:
-            _TAMPERED.append(f"the guard of {module.__name__}")
-            module.__class__ = guard
-            guard.__getattribute__ = method
+    __tracebackhide__ = True
+    for guard in _GUARDS:
+        if (type(guard.module) is not guard.cls
+                or vars(guard.cls).get("__getattribute__") is not guard.method):
+            _TAMPERED.append(f"the guard of {guard.module.__name__}")
+            guard.module.__class__ = guard.cls
+            guard.cls.__getattribute__ = guard.method
+        _TAMPERED.extend(record for record in guard.records if record not in _TAMPERED)
     for name, (module, saved) in _SNAPSHOTS.items():
         current = vars(module)
         for key, value in saved.items():
@@ -393,12 +525,7 @@ def require_untampered() -> None:
                 _TAMPERED.append(f"{name}.{key}")
                 current[key] = value
     if _TAMPERED:
-        replaced = ", ".join(_sorted(set(_TAMPERED)))
-        raise GradingError(
-            f"grading integrity: code in this notebook replaced {replaced}. Answers must not "
-            f"modify numpy, the builtins, sys or gdlib; every test fails until that code is "
-            f"removed."
-        )
+        _fail(_integrity_message(_TAMPERED))
 
 
 _MISSING = object()
@@ -443,6 +570,7 @@ def reset_kernel_hooks() -> None:
 
 
 def _start_check() -> None:
+    __tracebackhide__ = True
     reset_kernel_hooks()
     require_untampered()
 
@@ -458,29 +586,33 @@ def _fmt(x) -> str:
 
 def _as_numbers(name: str, value, what: str):
     """``value`` as a float64 ndarray, or a GradingError that says what it is instead."""
+    __tracebackhide__ = True
     if value is None:
-        raise GradingError(f"{name}: {what} is None; did you forget `return`?")
+        _fail(f"{name}: {what} is None; did you forget `return`?")
     try:
         raw = _array(value)
     except Exception as error:  # noqa: BLE001 - any failure is reported to the student
-        raise GradingError(
-            f"{name}: {what} ({type(value).__name__}) cannot be read as an array: {error}"
-        ) from None
+        _fail(f"{name}: {what} ({type(value).__name__}) cannot be read as an array: {error}")
     if raw.dtype.kind not in "biuf":
-        raise GradingError(
+        _fail(
             f"{name}: {what} holds {raw.dtype} values, expected real numbers (a float array)"
         )
     return raw.astype(_float64)
 
 
 def _index_text(index: tuple, axis_names) -> str:
+    if not index:
+        return "the value"  # a single number
     if axis_names and _len(axis_names) >= _len(index):
         return ", ".join(f"{axis} {i}" for axis, i in zip(axis_names, index))
     return "index [" + ", ".join(str(i) for i in index) + "]"
 
 
 def _constant_factor(got, expected):
-    """c when got == c * expected for one c != 1 (a missing mean, a wrong sign), else None."""
+    """c when got == c * expected for one c != 1 (a missing mean, a wrong sign), else None.
+    (None for a single value: any wrong number is some factor times the right one.)"""
+    if got.size < 2:
+        return None
     norm = (expected * expected).sum()
     if not norm > 0:
         return None
@@ -494,7 +626,8 @@ def _constant_factor(got, expected):
 
 
 def _constant_offset(got, expected):
-    """c when got == expected + c for one c != 0 (an extra or a missing term), else None."""
+    """c when got == expected + c for one c != 0 (an extra or a missing term), else None
+    (None for a single value, which is always off by some amount)."""
     if got.size < 2:
         return None
     difference = got - expected
@@ -545,13 +678,14 @@ def check_array(name: str, got, expected, *, rtol: float = 1e-7, atol: float = 1
     one (same tolerance), the message ends with ``hint: <text>`` of the first that does.
     Uses only primitives captured at import and ndarray operators.
     """
+    __tracebackhide__ = True
     _start_check()
     expected = _as_numbers(name, expected, "the expected value")
     got = _as_numbers(name, got, "your result")
     if got.shape != expected.shape:
         message = f"{name}: expected shape {expected.shape}, got {got.shape}"
         message += (f": {shape_hint}" if shape_hint else "") + _hint_text(hints, got, rtol, atol)
-        raise GradingError(message)
+        _fail(message)
     bad = _wrong_entries(got, expected, rtol, atol)
     count = int(bad.sum())
     if count == 0:
@@ -587,7 +721,7 @@ def check_array(name: str, got, expected, *, rtol: float = 1e-7, atol: float = 1
                 f"  every value is off by the same amount, {offset:+.6g}: look for a term that "
                 f"should not be in the sum, or one that is missing"
             )
-    raise GradingError("\n".join(lines) + _hint_text(hints, got, rtol, atol))
+    _fail("\n".join(lines) + _hint_text(hints, got, rtol, atol))
 
 
 # --------------------------------------------------------------------------------------------
@@ -613,6 +747,9 @@ _LIBRARY_DIRS = _tuple(
     str(Path(p).resolve()) + "/"
     for p in {sysconfig.get_paths()[key] for key in ("stdlib", "purelib", "platlib")}
 )
+_GDLIB_DIR = str(Path(__file__).resolve().parent) + "/"
+# Code that is not a notebook's: the libraries and gdlib itself.
+_TRUSTED_DIRS = (*_LIBRARY_DIRS, _GDLIB_DIR)
 
 
 def _forbidden_dirs(packages) -> tuple:
@@ -682,33 +819,107 @@ def _unwrap(obj) -> list:
     return found
 
 
+_NAME_READS = {"LOAD_GLOBAL": "global", "LOAD_NAME": "global", "LOAD_DEREF": "closure"}
+_ATTRIBUTE_READS = frozenset({"LOAD_ATTR", "LOAD_METHOD"})
+
+
+def _code_reads(code):
+    """What ``code`` reads by name: ``("global", name, attributes)`` for each global it loads
+    (``"closure"`` for a variable of an enclosing function), with the attributes it then reads
+    from it in a row (``torch.optim.SGD`` gives ``("global", "torch", ("optim", "SGD"))``), and
+    ``("import", module, names)`` for each import (``names`` those a ``from`` import takes).
+    Attribute names alone are not global reads: ``x.optim`` does not read a global
+    ``optim``."""
+    current, previous = None, None
+    for instruction in _instructions(code):
+        if current is not None and instruction.opname in _ATTRIBUTE_READS:
+            current[2].append(instruction.argval)
+            continue
+        if current is not None:
+            yield current[0], current[1], _tuple(current[2])
+            current = None
+        if instruction.opname in _NAME_READS:
+            current = (_NAME_READS[instruction.opname], instruction.argval, [])
+        elif instruction.opname == "IMPORT_NAME":
+            # The constant loaded just before is the from-list: None for a plain import.
+            names = previous.argval if previous and previous.opname == "LOAD_CONST" else None
+            yield "import", instruction.argval, _tuple(names or ())
+        previous = instruction
+    if current is not None:
+        yield current[0], current[1], _tuple(current[2])
+
+
+def _attribute_path(obj, attributes):
+    """``(object, attributes)``: how far the attribute names lead from ``obj`` through modules
+    (read from the modules' namespaces, so that no code runs), and the names it followed."""
+    followed = []
+    for attribute in attributes:
+        if not _isinstance(obj, types.ModuleType):
+            break
+        inner = vars(obj).get(attribute, _MISSING)
+        if inner is _MISSING:
+            break
+        obj = inner
+        followed.append(attribute)
+    return obj, _tuple(followed)
+
+
+def _global_use(root, attributes, packages, dirs):
+    """``(origin, detail)`` of a forbidden object read as ``root.attr1.attr2...`` (``root`` the
+    global's value), or None. The origin names the global (``"module torch"``); the detail the
+    object at the end of the attribute path, as written from the module's real name
+    (``"torch.optim.SGD"``), when it leads further than the global."""
+    leaf, followed = _attribute_path(root, attributes)
+    origin = _forbidden_origin(root, packages, dirs)
+    if followed and _isinstance(root, types.ModuleType):
+        detail = ".".join((root.__name__, *followed))
+        if origin is not None:
+            return origin, detail
+        leaf_origin = _forbidden_origin(leaf, packages, dirs)
+        return None if leaf_origin is None else (leaf_origin, detail)
+    return None if origin is None else (origin, None)
+
+
 def _foreign_uses(fn, packages, dirs, seen) -> list:
-    """Descriptions of forbidden objects ``fn`` can reach, following the student's helpers."""
+    """``(origin, detail or None)`` for the forbidden objects ``fn`` can reach, following the
+    student's own helper functions (see ``_uses_text``)."""
     if id(fn) in seen:
         return []
     seen.add(id(fn))
     origin = _forbidden_origin(fn, packages, dirs)
     if origin is not None:
-        return [origin]
+        return [(origin, None)]
     found = []
     for inner in _unwrap(fn):
         found += _foreign_uses(inner, packages, dirs, seen)
     if not _isinstance(fn, types.FunctionType):
         return found
-    reachable = [cell.cell_contents for cell in (fn.__closure__ or ()) if _has_contents(cell)]
+    closure = {name: cell.cell_contents for name, cell in
+               zip(fn.__code__.co_freevars, fn.__closure__ or ()) if _has_contents(cell)}
+    reachable = list(closure.values())
     reachable += list(fn.__defaults__ or ()) + list((fn.__kwdefaults__ or {}).values())
     module_path = re.compile(r"^\s*(" + "|".join(map(re.escape, packages)) + r")(\.\w+)*\s*$")
+    namespaces = {"global": fn.__globals__, "closure": closure}
     for code in _code_objects(fn.__code__):
-        for name in code.co_names:
-            if name in fn.__globals__:
-                reachable.append(fn.__globals__[name])
+        for kind, name, attributes in _code_reads(code):
+            if kind == "import":
+                if _top_package(name) in packages:
+                    found += [(f"an import of {name}", f"{name}.{taken}" if taken else None)
+                              for taken in attributes or (None,)]
+            elif name in namespaces[kind]:
+                value = namespaces[kind][name]
+                use = _global_use(value, attributes, packages, dirs)
+                if use is not None:
+                    found.append(use)
+                elif kind == "global":
+                    reachable.append(value)
         for const in code.co_consts:
             if _isinstance(const, str) and module_path.match(const):
-                found.append(f"the string {const!r}")
+                found.append((f"the string {const!r}", None))
     for obj in reachable:
         origin = _forbidden_origin(obj, packages, dirs)
         if origin is not None:
-            found.append(origin)
+            found.append((origin, None))
         elif _is_own_function(obj) or _isinstance(obj, (types.MethodType,)):
             found += _foreign_uses(obj, packages, dirs, seen)
     return found
@@ -726,9 +937,22 @@ def _dedupe(items) -> list:
     return list(dict.fromkeys(items))
 
 
+def _uses_text(uses) -> str:
+    """The forbidden uses found, merged by origin: ``(origin, detail)`` pairs (or plain
+    descriptions) become e.g. "module torch (torch.tensor, torch.optim.SGD), gdlib.losses.hinge"."""
+    details: dict = {}
+    for use in uses:
+        origin, detail = use if _isinstance(use, _tuple) else (use, None)
+        found = details.setdefault(origin, [])
+        if detail is not None and detail not in found:
+            found.append(detail)
+    return ", ".join(origin + (f" ({', '.join(found)})" if found else "")
+                     for origin, found in details.items())
+
+
 def _reference_message(name: str, uses, packages) -> str:
     return (
-        f"{name} must compute its result itself, with numpy; it uses {', '.join(uses)}. "
+        f"{name} must compute its result itself, with numpy; it uses {_uses_text(uses)}. "
         f"Answers may not use {', '.join(packages)} (gdlib holds the reference implementation "
         f"the grader compares against), nor inspect or trace the grader's frames."
     )
@@ -737,19 +961,22 @@ def _reference_message(name: str, uses, packages) -> str:
 def check_own_code(fn, name: str | None = None, forbidden=FORBIDDEN_PACKAGES) -> None:
     """Raise ``GradingError`` when ``fn`` can reach code of a ``forbidden`` package.
 
-    Looks at the global names its code uses, its closure, its defaults, string constants that
-    name a forbidden module (``sys.modules["gdlib.losses"]``), and recursively at the student's
-    own helper functions it calls. ``check_function`` runs it first, then also watches the
-    calls at run time (which catches what this static look misses).
+    Looks at the globals and closure variables its code loads, with the attributes it reads
+    from them through modules (the message names ``torch.optim.SGD``, not just torch), the
+    modules it imports, its defaults, string constants that name a forbidden module
+    (``sys.modules["gdlib.losses"]``), and recursively at the student's own helper functions
+    it calls. ``check_function`` runs it first, then also watches the calls at run time (which
+    catches what this static look misses).
     """
+    __tracebackhide__ = True
     _start_check()
     name = name or getattr(fn, "__name__", "your function")
     if not callable(fn):
-        raise GradingError(f"{name} is not a function (it is a {type(fn).__name__})")
+        _fail(f"{name} is not a function (it is a {type(fn).__name__})")
     packages = _tuple(forbidden)
     uses = _dedupe(_foreign_uses(fn, packages, _forbidden_dirs(packages), set()))
     if uses:
-        raise GradingError(_reference_message(name, uses, packages))
+        _fail(_reference_message(name, uses, packages))
 
 
 def _in_dirs(code, dirs) -> bool:
@@ -778,8 +1005,10 @@ def _call_watched(fn, args, kwargs, dirs, read, trusted_codes=frozenset()):
     """``read(fn(*args, **kwargs))`` and the forbidden code it ran (profile hook on this thread
     and on threads it starts). Forbidden code called directly by code in ``trusted_codes``
     (the test's own callbacks) is not recorded."""
+    __tracebackhide__ = True
     seen = []
     this_frame_code = _call_watched.__code__
+    gdlib_dirs = (_GDLIB_DIR,)
 
     def hook(frame, event, arg):
         if frame.f_code is this_frame_code:
@@ -794,7 +1023,8 @@ def _call_watched(fn, args, kwargs, dirs, read, trusted_codes=frozenset()):
                 seen.append(f"{module}.{frame.f_code.co_name}")
         elif event == "c_call":
             label = _FORBIDDEN_BUILTINS.get(id(arg))
-            if label is not None:
+            # (gdlib's own frames: the guard of gdlib.grading asks who reads it.)
+            if label is not None and not _in_dirs(frame.f_code, gdlib_dirs):
                 seen.append(label)
 
     previous = _getprofile()
@@ -833,6 +1063,7 @@ def _argument_names(fn) -> tuple:
 def _returned_values(result, names, where: str) -> tuple:
     """``result`` as the tuple of ``len(names)`` values it must be (one name: the value
     itself, made a 1-tuple); a ``GradingError`` naming what to return otherwise."""
+    __tracebackhide__ = True
     if _len(names) == 1:
         return (result,)
     if _isinstance(result, (_tuple, _list)) and _len(result) == _len(names):
@@ -841,8 +1072,8 @@ def _returned_values(result, names, where: str) -> tuple:
         what = f"a {type(result).__name__} of {_len(result)} values"
     else:
         what = type(result).__name__
-    raise GradingError(f"{where}: return the {_len(names)} values ({', '.join(names)}) as a "
-                       f"tuple, got {what}")
+    _fail(f"{where}: return the {_len(names)} values ({', '.join(names)}) as a tuple, got "
+          f"{what}")
 
 
 def call_answer(fn, args, names=(), where: str | None = None, *, kwargs=None, returns=None,
@@ -867,6 +1098,7 @@ def call_answer(fn, args, names=(), where: str | None = None, *, kwargs=None, re
 
     ``where`` starts the messages (default: the function's name, ``name``).
     """
+    __tracebackhide__ = True
     name = name or getattr(fn, "__name__", "your function")
     where = where or name
     kwargs = kwargs or {}
@@ -883,19 +1115,19 @@ def call_answer(fn, args, names=(), where: str | None = None, *, kwargs=None, re
                                       _forbidden_dirs(packages), read, trusted_codes)
     except (NotImplementedError, GradingError):
         raise
-    except Exception as error:
-        raise GradingError(f"{where} raised {type(error).__name__}: {error}") from error
+    except Exception as error:  # noqa: BLE001 - reported to the student, chained to it
+        _fail(f"{where} raised {type(error).__name__}: {error}", error)
     finally:
         _start_check()
     if uses:
-        raise GradingError(_reference_message(name, uses, packages))
+        _fail(_reference_message(name, uses, packages))
     changed = [names[i] if i < _len(names) else f"#{i}"
                for i, (before, after) in enumerate(zip(args, student_args))
                if not _same_value(before, after)]
     changed += [k for k, v in kwargs.items() if not _same_value(v, student_kwargs[k])]
     if changed:
         arg = changed[0]
-        raise GradingError(
+        _fail(
             f"{where} modified its argument {arg} in place; work on a copy or build a new array "
             f"(e.g. {arg} - x instead of {arg} -= x)"
         )
@@ -906,6 +1138,7 @@ def call_answer(fn, args, names=(), where: str | None = None, *, kwargs=None, re
 
 def _genuine_reference(reference_fn) -> None:
     """Fail when the reference is not gdlib's own function (an answer replaced it)."""
+    __tracebackhide__ = True
     module_name = getattr(reference_fn, "__module__", None)
     module = sys.modules.get(module_name or "")
     code = getattr(reference_fn, "__code__", None)
@@ -917,7 +1150,7 @@ def _genuine_reference(reference_fn) -> None:
         and _code_path(code).startswith(gdlib_dirs)
     )
     if not genuine:
-        raise GradingError(
+        _fail(
             f"grading integrity: the reference function {reference_fn!r} is not gdlib's own"
         )
     if module_name not in _SNAPSHOTS:
@@ -936,6 +1169,7 @@ def check_function(student_fn, reference_fn, cases, *, name: str | None = None,
     argument modified in place, a wrong type or shape, or the wrong entries (``check_array``).
     ``NotImplementedError`` (an unanswered exercise) propagates unchanged.
     """
+    __tracebackhide__ = True
     name = name or getattr(student_fn, "__name__", "your function")
     check_own_code(student_fn, name, forbidden)
     _genuine_reference(reference_fn)
@@ -1009,6 +1243,7 @@ def random_quadratics(seed: int, count: int = 6, steps: int = 100, *, hyper=None
     edge cases, e.g. a zero hyper-parameter for ``i == 0``. The namespaces are checked (and
     restored) first, so both may use numpy freely.
     """
+    __tracebackhide__ = True
     _start_check()
     problems = []
     for i in range(count):
@@ -1070,6 +1305,7 @@ def check_steps(student_step, reference_step, problems, *, call, state, hints=()
     a mistake's on every value it predicts -- the wrong one included -- the message ends with
     ``hint: <text>`` of the first such mistake. ``check_own_code`` runs first.
     """
+    __tracebackhide__ = True
     name = name or getattr(student_step, "__name__", "your function")
     check_own_code(student_step, name)
     for problem in problems:
@@ -1087,7 +1323,7 @@ def check_steps(student_step, reference_step, problems, *, call, state, hints=()
                                 shape_hint=f"new {part} must have the shape of {part}")
                 except GradingError as error:
                     hint = _mistake_hint(hints, got, index, problem, values, rtol, atol)
-                    raise GradingError(str(error) + hint) from None
+                    _fail(str(error) + hint)
             values = expected
 
 
@@ -1095,6 +1331,7 @@ def run_steps(student_step, problem, *, call, state, name: str | None = None) ->
     """The answer's own values after ``problem.steps`` steps, each step fed the previous one's
     result (not the reference's), as a tuple in the order of ``state``; ``call`` as for
     ``check_steps``. For the comparison with a table of the book, after ``check_steps``."""
+    __tracebackhide__ = True
     name = name or getattr(student_step, "__name__", "your function")
     values = _tuple(problem.start)
     for step in range(1, problem.steps + 1):

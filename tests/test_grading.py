@@ -3,6 +3,12 @@ the integrity checks (patched numpy/builtins/gdlib, IPython hooks in a real kern
 
 import builtins
 import functools
+import hashlib
+import json
+import os
+import pydoc
+import re
+import subprocess
 import sys
 import types
 
@@ -17,12 +23,25 @@ LABELS = np.array([0, 1, 2])
 EXAMPLE = [grading.case("the seed's example", SCORES, LABELS)]
 
 
+def internal(name: str, module=grading):
+    """A module's attribute read as gdlib.grading's own functions read it: not through the
+    guard, which records reads of private names (and of ``__dict__``) by code outside gdlib --
+    this file included."""
+    return types.ModuleType.__getattribute__(module, name)
+
+
+def forget_tampering() -> None:
+    internal("_TAMPERED").clear()
+    for guard in internal("_GUARDS"):
+        guard.records.clear()
+
+
 @pytest.fixture(autouse=True)
 def clean_integrity_state():
     """Each test starts and ends with no recorded tampering (the record is sticky)."""
-    grading._TAMPERED.clear()
+    forget_tampering()
     yield
-    grading._TAMPERED.clear()
+    forget_tampering()
 
 
 def own_hinge(scores, labels):
@@ -100,6 +119,16 @@ def test_check_array_detects_a_constant_factor_and_offset():
     assert "off by the same amount, +1" in message
     message = failure(grading.check_array, "f", [0.5, 1.0, 7.0], expected)
     assert "times the expected" not in message and "same amount" not in message
+
+
+def test_no_factor_or_offset_hint_for_a_single_value():
+    """Any wrong number is some factor times (and some amount off) the right one."""
+    for got, expected in ((0.7, 1.0), ([1.5], [1.0]), (np.array(-2.0), np.array(2.0))):
+        message = failure(grading.check_array, "window", got, expected)
+        assert "1 of 1 values wrong" in message
+        assert "  the value: expected" in message or "  index [0]: expected" in message
+        assert "times the expected" not in message and "same amount" not in message
+    assert "-1 times the expected" in failure(grading.check_array, "x", [-1.0, -2.0], [1.0, 2.0])
 
 
 def test_check_array_lists_a_limited_number_of_entries():
@@ -284,7 +313,63 @@ def test_torch_is_rejected():
         return margins.numpy() * scores.shape[1]
 
     message = failure(grading.check_function, with_torch, losses.hinge, EXAMPLE)
-    assert "module torch" in message
+    assert "module torch (torch.nn.functional.multi_margin_loss, torch.as_tensor)" in message
+
+
+def test_the_message_names_the_foreign_object_not_a_global_of_the_same_name():
+    """``torch.optim.SGD`` reads the attribute ``optim`` of torch, not the notebook's global
+    ``optim`` (here gdlib.optim, as a locked cell could bind it)."""
+    pytest.importorskip("torch")
+    namespace = student_namespace("""
+import torch
+from gdlib import optim
+def momentum_step(theta, grad, velocity, lr, beta):
+    p = torch.tensor(theta, requires_grad=True)
+    rule = torch.optim.SGD([p], lr=lr, momentum=beta)
+    return p, rule
+""")
+    message = failure(grading.check_own_code, namespace["momentum_step"])
+    assert "it uses module torch (torch.tensor, torch.optim.SGD)." in message
+    assert "gdlib" not in message.split(". Answers")[0]
+
+
+def test_attribute_names_are_not_global_reads():
+    namespace = student_namespace("""
+from gdlib import losses, optim
+def hinge(scores, labels):
+    return scores.losses if labels.optim else scores
+""")
+    grading.check_own_code(namespace["hinge"])  # no gdlib object is read
+
+
+def test_imports_inside_the_answer_are_seen_without_running_it():
+    namespace = student_namespace("""
+def hinge(scores, labels):
+    from gdlib import losses, optim
+    return losses.hinge(scores, labels)
+def ce(probs, targets):
+    import gdlib.losses as L
+    from numpy import log
+    return L.cross_entropy(probs, targets)
+""")
+    message = failure(grading.check_own_code, namespace["hinge"])
+    assert "it uses an import of gdlib (gdlib.losses, gdlib.optim)." in message
+    assert "it uses an import of gdlib.losses." in failure(grading.check_own_code, namespace["ce"])
+
+
+def test_objects_reached_through_a_harmless_module_are_named():
+    namespace = student_namespace("""
+import types
+box = types.SimpleNamespace()
+def hinge(scores, labels):
+    return types.reference(scores, labels)
+""")
+    types.reference = losses.hinge  # as an answer could stash it on a module numpy trusts
+    try:
+        message = failure(grading.check_own_code, namespace["hinge"])
+    finally:
+        del types.reference
+    assert "it uses gdlib.losses.hinge (types.reference)." in message
 
 
 def test_numpy_and_own_helpers_are_allowed():
@@ -327,13 +412,13 @@ def test_wrong_values_fail_even_under_patched_comparisons(monkeypatch):
     """Comparisons use ndarray operators, which Python code cannot replace."""
     for name in ("allclose", "isclose", "array_equal", "all", "abs"):
         monkeypatch.setattr(np, name, lambda *args, **kwargs: True)
-    grading._SNAPSHOTS.pop("numpy")  # as if grading had been imported after the patch
+    internal("_SNAPSHOTS").pop("numpy")  # as if grading had been imported after the patch
     try:
         message = failure(grading.check_array, "hinge", [0.0, 0.0], [1.0, 2.0])
         assert "2 of 2 values wrong" in message
     finally:
         monkeypatch.undo()
-        grading._snapshot(np)
+        internal("_snapshot")(np)
 
 
 def test_replaced_builtins_are_detected(monkeypatch):
@@ -352,6 +437,44 @@ def test_rng_ignores_a_patched_numpy_random(monkeypatch):
     expected = np.random.default_rng(3).normal(size=4)
     monkeypatch.setattr(np.random, "default_rng", lambda seed=None: None)
     np.testing.assert_array_equal(grading.rng(3).normal(size=4), expected)
+
+
+def draws_in_a_new_process(salt: str | None) -> dict:
+    """What a fresh interpreter's gdlib.grading draws, with the salt variable set to ``salt``
+    (None: unset) before the import: ``rng(3)``, and the b of ``random_quadratics(7)``."""
+    env = {k: v for k, v in os.environ.items() if k != grading.SALT_VARIABLE}
+    if salt is not None:
+        env[grading.SALT_VARIABLE] = salt
+    code = ("import json\nfrom gdlib import grading\n"
+            "print(json.dumps({'rng': grading.rng(3).normal(size=4).tolist(),\n"
+            "                  'b': grading.random_quadratics(7, count=2)[1].b.tolist()}))")
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                          text=True, check=True)
+    return {key: np.array(value) for key, value in json.loads(done.stdout).items()}
+
+
+def test_without_a_salt_rng_is_numpys_default_rng():
+    assert grading.SALT_VARIABLE not in os.environ, "run the tests without a grading salt"
+    for salt in (None, ""):  # unset, or set to nothing
+        drawn = draws_in_a_new_process(salt)
+        np.testing.assert_array_equal(drawn["rng"], np.random.default_rng(3).normal(size=4))
+        np.testing.assert_array_equal(drawn["b"], grading.random_quadratics(7, count=2)[1].b)
+
+
+def test_a_salt_mixes_into_every_hidden_input():
+    salt = "the instructor's secret"
+    number = int.from_bytes(hashlib.sha256(salt.encode()).digest()[:8], "little")
+    drawn = draws_in_a_new_process(salt)
+    np.testing.assert_array_equal(drawn["rng"], np.random.default_rng([3, number]).normal(size=4))
+    assert not np.allclose(drawn["rng"], np.random.default_rng(3).normal(size=4))
+    assert not np.allclose(drawn["b"], grading.random_quadratics(7, count=2)[1].b)
+    assert not np.allclose(draws_in_a_new_process("another secret")["rng"], drawn["rng"])
+
+
+def test_the_salt_is_read_once_at_import(monkeypatch):
+    before = grading.rng(3).normal(size=4)
+    monkeypatch.setenv(grading.SALT_VARIABLE, "set later, e.g. by an answer cell")
+    np.testing.assert_array_equal(grading.rng(3).normal(size=4), before)
 
 
 def test_reset_kernel_hooks_is_harmless_outside_ipython():
@@ -588,7 +711,7 @@ def test_random_quadratics_refuse_a_patched_numpy(monkeypatch):
     message = failure(grading.random_quadratics, 7, count=2)
     assert "replaced numpy.random.default_rng" in message
     assert np.random.default_rng is genuine  # put back: the inputs are drawn as without it
-    grading._TAMPERED.clear()
+    forget_tampering()
     np.testing.assert_array_equal(grading.random_quadratics(7, count=2)[1].A, expected[1].A)
 
 
@@ -711,10 +834,11 @@ def test_check_array_hints():
 @pytest.fixture
 def guarded():
     grading.protect("gdlib.optim", "gdlib.grading")
-    namespace = vars(sys.modules["gdlib.grading"])
-    saved = dict(namespace)
+    namespace = internal("__dict__")
+    saved, snapshots = dict(namespace), dict(internal("_SNAPSHOTS"))
     yield namespace
     namespace.update(saved)  # whatever a test replaced
+    internal("_SNAPSHOTS").update(snapshots)  # whatever a test cleared
 
 
 def test_protect_guards_the_grading_module(guarded):
@@ -748,9 +872,129 @@ def test_replacing_the_grading_module_in_the_package_is_detected(guarded):
     import gdlib
 
     genuine = sys.modules["gdlib.grading"]
-    vars(gdlib)["grading"] = types.SimpleNamespace(check_function=lambda *args, **kwargs: None)
+    internal("__dict__", gdlib)["grading"] = types.SimpleNamespace(
+        check_function=lambda *args, **kwargs: None)
     # The package's guard puts the real module back before the import reads it.
     from gdlib import grading as imported
 
     assert imported is genuine
     assert "replaced gdlib.grading" in failure(grading.check_array, "x", [1.0], [1.0])
+
+
+# --------------------------------------------------------------------------------------------
+# The review's attacks on the grader's namespace, as an answer cell and a grade cell run them
+# --------------------------------------------------------------------------------------------
+
+NO_OP = "lambda *a, **k: None"
+HARD_CODED = "def hinge(scores, labels):\n    return np.array([1.53, 1.41, 1.08])\n"
+GRADE_CELL = """
+from gdlib import grading
+from gdlib.losses import hinge as reference_hinge
+
+grading.check_function(hinge, reference_hinge, [grading.case("example", SCORES, LABELS)])
+"""
+STEALTH = (f"grading._SNAPSHOTS.clear()\n"
+           f"vars(grading).update(check_function={NO_OP}, check_array={NO_OP},\n"
+           f"                     check_own_code={NO_OP})\n")
+ATTACKS = {  # answer cell prefix: what the failure names
+    "stealth (review's s12)": (
+        STEALTH,
+        [("replaced gdlib.grading.check_array, gdlib.grading.check_function, "
+          "gdlib.grading.check_own_code"), "gdlib.grading._SNAPSHOTS"]),
+    "stealth, then the record cleared": (
+        STEALTH + "grading._TAMPERED.clear()\n",
+        ["gdlib.grading._SNAPSHOTS", "gdlib.grading._TAMPERED", "gdlib.grading.__dict__"]),
+    "snapshots cleared only": (
+        "grading._SNAPSHOTS.clear()\n",
+        ["reached the grader's internals (gdlib.grading._SNAPSHOTS)"]),
+    "an alias": (
+        f"g = grading\ng.check_function = {NO_OP}\ng.check_own_code = {NO_OP}\n",
+        ["replaced gdlib.grading.check_function, gdlib.grading.check_own_code"]),
+    "the module's __dict__": (
+        f"import gdlib.grading as G\nG.__dict__['check_function'] = {NO_OP}\n",
+        ["replaced gdlib.grading.check_function",
+         "reached the grader's internals (gdlib.grading.__dict__)"]),
+    "setattr through getattr": (
+        f"import gdlib\nsetattr(getattr(gdlib, 'grad' + 'ing'), 'check_function', {NO_OP})\n",
+        ["replaced gdlib.grading.check_function"]),
+    "a private name imported": (
+        "from gdlib.grading import _TAMPERED\n_TAMPERED.clear()\n",
+        ["gdlib.grading._TAMPERED"]),
+}
+
+
+def answer_then_grade(answer: str) -> None:
+    """Run an answer cell, then the grade cell, in one notebook namespace (after ``protect``)."""
+    namespace = student_namespace(f"from gdlib import grading\nSCORES, LABELS = None, None\n"
+                                  f"{answer}")
+    namespace.update(SCORES=SCORES, LABELS=LABELS)
+    exec(compile(GRADE_CELL, "<grade cell>", "exec"), namespace)  # noqa: S102 - the test
+
+
+def test_the_hard_coded_answer_passes_the_example_without_an_attack(guarded):
+    answer_then_grade(HARD_CODED)  # (so a failure below is the attack's, not the answer's)
+
+
+@pytest.mark.parametrize("attack", sorted(ATTACKS))
+def test_attacks_on_the_graders_namespace_fail_the_grade_cell(guarded, attack):
+    prefix, named = ATTACKS[attack]
+    message = failure(answer_then_grade, prefix + HARD_CODED)
+    assert message.startswith("grading integrity: code in this notebook"), message
+    for text in named:
+        assert text in message, (text, message)
+    # Sticky, and out of reach of the namespace: clearing the public record changes nothing.
+    internal("_TAMPERED").clear()
+    assert "grading integrity" in failure(grading.check_array, "x", [1.0], [1.0])
+
+
+def test_reading_private_names_from_outside_is_recorded_once_guarded(guarded):
+    assert internal("_TAMPERED") == []
+    _ = grading._GUARDS  # from this file: not gdlib's code
+    message = failure(grading.check_array, "x", [1.0], [1.0])
+    assert "reached the grader's internals (gdlib.grading._GUARDS)" in message
+
+
+def test_dir_help_and_the_public_names_are_not_tampering(guarded):
+    assert "check_function" in dir(grading) and "_SNAPSHOTS" in dir(grading)
+    assert "check_steps" in pydoc.render_doc(grading)  # pydoc reads everything (stdlib code)
+    import gdlib
+
+    assert "grading" in dir(gdlib)
+    _ = grading.check_array, grading.GradingError, grading.FORBIDDEN_PACKAGES
+    grading.check_array("x", [1.0], [1.0])
+    assert internal("_TAMPERED") == []
+
+
+@pytest.mark.slow
+def test_tracebacks_show_the_test_line_and_the_message(tmp_path):
+    """IPython leaves out the frames of gdlib.grading that set __tracebackhide__ (all but the
+    one that raised, _fail): the student sees the test cell's line, their own line, and the
+    message."""
+    nb = run_cells([
+        "import numpy as np\nfrom gdlib import grading\ngrading.protect('gdlib.losses')",
+        "def broken(scores, labels):\n    return scores[labels, 5]",
+        ("from gdlib import grading\nfrom gdlib.losses import hinge\n"
+         "grading.check_function(broken, hinge, [grading.case('c', np.ones((2, 3)), "
+         "np.array([0, 1]))])"),
+        "grading.check_array('hinge', [0.0, 1.0], [1.53, 1.0])",
+        # IPython displays the module and lists its names: no false alarm.
+        "dir(grading)\ngrading",
+        "grading.check_array('x', [1.0], [1.0]); print('fine')",
+    ], tmp_path)
+    ansi = re.compile(r"\x1b\[[0-9;]*m")
+    raised, wrong = (ansi.sub("", "\n".join(o.traceback)) for index in (2, 3)
+                     for o in nb.cells[index].outputs if o.output_type == "error")
+    for text in (raised, wrong):
+        assert "skipping hidden" in text and "in _fail(message, cause)" in text
+        for frame in ("check_function", "call_answer", "_call_watched", "check_array",
+                      "_start_check"):
+            assert f"in {frame}(" not in text, (frame, text)
+    assert "----> 2     return scores[labels, 5]" in raised  # the student's line
+    assert "----> 3 grading.check_function(broken" in raised  # the test's line
+    assert raised.endswith("broken on case 'c' raised IndexError: index 5 is out of bounds "
+                           "for axis 1 with size 3")
+    assert "----> 1 grading.check_array('hinge'" in wrong
+    assert wrong.endswith("hinge: 1 of 2 values wrong (indices count from 0; tolerance "
+                          "|got - expected| <= 1e-09 + 1e-07 |expected|):\n"
+                          "  index [0]: expected 1.53, got 0")
+    assert nb.cells[5].outputs[-1].text == "fine\n"
