@@ -39,12 +39,12 @@ lint: $(STAMP)
 
 # Regenerate the student notebooks in exercises/ from the nbgrader sources in solutions/.
 exercises: $(STAMP)
-	$(BIN)/python -m gdlib.course release
+	$(BIN)/python -m gdgrade release
 
 # Flag submissions that tamper with grading (see gdlib/course.py): make scan DIR=submitted
 DIR ?= submitted
 scan: $(STAMP)
-	$(BIN)/python -m gdlib.course scan $(DIR)
+	$(BIN)/python -m gdgrade scan $(DIR)
 
 clean:
 	rm -rf _build

@@ -2,7 +2,7 @@
 
 Layout: the instructor's notebooks (solutions + hidden tests) live in ``solutions/<id>/``; the
 student notebooks generated from them in ``exercises/<id>/`` (``make exercises``, i.e.
-``python -m gdlib.course release``). Submissions go to ``submitted/<student>/<id>/``, and
+``python -m gdgrade release``). Submissions go to ``submitted/<student>/<id>/``, and
 ``nbgrader autograde <id>`` writes ``autograded/`` and the gradebook ``gradebook.db`` -- all
 three are git-ignored. Every path below is relative to the directory of this file, so a copy of
 it in a temporary directory makes a self-contained course there (the tests do that).
@@ -44,7 +44,7 @@ c.Execute.startup_timeout = 120  # a cold kernel start on a busy 2-core machine 
 # Locked cells whose source a student edited are always restored from the gradebook. This also
 # re-inserts grade (test) cells a student deleted, so that they run and score as usual.
 c.OverwriteCells.add_missing_cells = True
-# After grading, scan what the student wrote (gdlib.course.FlagSuspiciousCode): a submission
+# After grading, scan what the student wrote (gdgrade.nbgrader_plugins.FlagSuspiciousCode): a submission
 # that uses set_custom_exc, AST/input transformers, sys.modules, importlib, inspect, or assigns
 # attributes of numpy/builtins/sys/gdlib/torch is held for manual grading, with the reasons in
 # the autograde log and in the comments of its answer cells.
@@ -56,7 +56,7 @@ c.Autograde.autograde_preprocessors = [
     "nbgrader.preprocessors.SaveAutoGrades",
     "nbgrader.preprocessors.AssignLatePenalties",
     "nbgrader.preprocessors.CheckCellMetadata",
-    "gdlib.course.FlagSuspiciousCode",
+    "gdgrade.nbgrader_plugins.FlagSuspiciousCode",
 ]
 
 # --- collecting submissions downloaded from a learning platform -----------------------------
@@ -77,5 +77,5 @@ c.ZipCollectApp.strict = True
 # --- exporting grades ---------------------------------------------------------------------------
 # `nbgrader export` writes grades.csv with nbgrader's columns plus needs_manual_grade ("yes"
 # for a submission whose score is not final: held by the scan, or with a cell graded by hand).
-# `python -m gdlib.course held` lists those submissions with the scan's findings.
-c.ExportApp.plugin_class = "gdlib.course.CsvExportWithHolds"
+# `python -m gdgrade held` lists those submissions with the scan's findings.
+c.ExportApp.plugin_class = "gdgrade.nbgrader_plugins.CsvExportWithHolds"

@@ -26,7 +26,7 @@ import nbformat
 from nbclient import NotebookClient
 from nbgrader.api import Gradebook
 
-from gdlib import course
+from gdgrade import course
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -105,8 +105,8 @@ def printed(nb) -> str:
 
 
 def scan(path: Path, cwd: Path = ROOT) -> subprocess.CompletedProcess:
-    """``python -m gdlib.course scan PATH``: exit code 1 and one line per finding if it flags."""
-    return subprocess.run([sys.executable, "-m", "gdlib.course", "scan", str(path)],
+    """``python -m gdgrade scan PATH``: exit code 1 and one line per finding if it flags."""
+    return subprocess.run([sys.executable, "-m", "gdgrade", "scan", str(path)],
                           cwd=cwd, capture_output=True, text=True, check=False)
 
 

@@ -4,7 +4,7 @@ The round trip (release, submit, one ``nbgrader autograde``, scores and manual-g
 from the gradebook) is tests/course_roundtrip.py's; this file holds the students and what they
 must get. Besides right and wrong answers, three students attack the step-by-step checker (it
 used to be defined in a locked cell whose names the grade cells called): one rebinds its helpers
-in an answer cell, one replaces ``gdlib.grading``'s functions, one reaches ``gdlib.optim``
+in an answer cell, one replaces ``gdgrade.grading``'s functions, one reaches ``gdlib.optim``
 through a module name built from strings. The page tests execute the pages and check the
 numbers their text states against what the code prints.
 """
@@ -17,7 +17,7 @@ from pathlib import Path
 import course_roundtrip as roundtrip
 import pytest
 
-from gdlib import course
+from gdgrade import scan
 
 ROOT = Path(__file__).resolve().parent.parent
 ASSIGNMENT = "04_momentum"
@@ -45,7 +45,7 @@ def test_grade_cells_import_what_they_call():
     nb = roundtrip.read(SOLUTION)
     for grade_id in POINTS:
         tree = ast.parse(roundtrip.cell_by_id(nb, grade_id).source)
-        own = {name for _, name, _ in course.module_bindings(tree)}
+        own = {name for _, name, _ in scan.module_bindings(tree)}
         called = {node.func.id for node in ast.walk(tree)
                   if isinstance(node, ast.Call) and isinstance(node.func, ast.Name)}
         answer = {"momentum_tests": "momentum_step", "ema_tests": "momentum_ema_step",
@@ -161,7 +161,7 @@ ema_reference = {NO_OP}
 """,
 }
 
-PATCHES_GRADING = {  # wrong answers, and gdlib.grading's own functions replaced
+PATCHES_GRADING = {  # wrong answers, and gdgrade.grading's own functions replaced
     "momentum_answer": WRONG["momentum_answer"] + f"""
 
 grading.check_steps = {NO_OP}
@@ -173,7 +173,7 @@ grading.require_untampered = {NO_OP}
 
 import sys
 
-vars(sys.modules["gdlib.grading"])["check_steps"] = {NO_OP}
+vars(sys.modules["gdgrade.grading"])["check_steps"] = {NO_OP}
 """,
 }
 
@@ -303,13 +303,13 @@ def test_rebinding_the_checkers_names_changes_nothing_and_is_flagged(graded):
 
 @pytest.mark.slow
 def test_replacing_gdlib_grading_functions_is_detected_and_fails_every_part(graded):
-    """The guarded gdlib.grading puts its functions back when a test cell imports them and
+    """The guarded gdgrade.grading puts its functions back when a test cell imports them and
     records the replacement: every later check fails (sticky), the correct part (c) too."""
     assert graded.scores["patches_grading"] == dict.fromkeys(POINTS, 0.0)
     for grade_id in POINTS:
         text = graded.feedback("patches_grading", grade_id)
-        assert "grading integrity" in text and "gdlib.grading.check_steps" in text, grade_id
-    assert "gdlib.grading.require_untampered" in graded.feedback("patches_grading",
+        assert "grading integrity" in text and "gdgrade.grading.check_steps" in text, grade_id
+    assert "gdgrade.grading.require_untampered" in graded.feedback("patches_grading",
                                                                  "momentum_tests")
     assert all(graded.manual["patches_grading"].values())
     assert "assigns an attribute of grading" in graded.log

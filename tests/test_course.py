@@ -1,4 +1,4 @@
-"""Tests of gdlib.course: the static scan of submissions, the release helpers, held submissions
+"""Tests of gdgrade: the static scan of submissions, the release helpers, held submissions
 (on a small gradebook) and the zip_collect convention of nbgrader_config.py. (The release
 itself and the autograde hook are exercised end to end in tests/test_exercises.py.)"""
 
@@ -10,7 +10,7 @@ import nbformat
 import pytest
 from nbgrader.api import Gradebook, MissingEntry
 
-from gdlib import course
+from gdgrade import course, nbgrader_plugins, scan
 
 FLAGGED = {
     "get_ipython().set_custom_exc((Exception,), lambda *a, **k: None)": "set_custom_exc",
@@ -46,19 +46,19 @@ FLAGGED = {
     "grading.__class__ = type(sys)": ".__class__",
     "f.__defaults__ = (0,)": ".__defaults__",
     # The grading module: only its public functions may be read (and called).
-    "grading._SNAPSHOTS.clear()": "reaches gdlib.grading._SNAPSHOTS, a private name of the grader",
-    "x = grading._TAMPERED": "reaches gdlib.grading._TAMPERED",
+    "grading._SNAPSHOTS.clear()": "reaches gdgrade.grading._SNAPSHOTS, a private name of the grader",
+    "x = grading._TAMPERED": "reaches gdgrade.grading._TAMPERED",
     "vars(grading).update(check_function=f)": "uses the grading module itself as a value",
     "g = grading\ng.check_function = f": "assigns an attribute of g (the grading module)",
     "g = grading": "uses the grading module itself as a value",
     "def f(m):\n    m.check_array = None\n\n\nf(grading)": "grading module itself as a value",
     "modules = [grading]": "uses the grading module itself as a value",
-    "grading.check_array.__wrapped__ = f": "assigns an attribute of gdlib",
-    "x = grading.check_steps.x": "reaches inside gdlib.grading.check_steps",
-    "grading.rng.cache[3] = 0": "reaches inside gdlib.grading.rng",
-    "import gdlib.grading as G\nG.__dict__['check_array'] = f": ".__dict__",
-    "from gdlib import grading as g\ng.check_array = f": "assigns an attribute of g",
-    "from gdlib.grading import _TAMPERED": "imports gdlib.grading._TAMPERED, a private name",
+    "grading.check_array.__wrapped__ = f": "assigns an attribute of gdgrade",
+    "x = grading.check_steps.x": "reaches inside gdgrade.grading.check_steps",
+    "grading.rng.cache[3] = 0": "reaches inside gdgrade.grading.rng",
+    "import gdgrade.grading as G\nG.__dict__['check_array'] = f": ".__dict__",
+    "from gdgrade import grading as g\ng.check_array = f": "assigns an attribute of g",
+    "from gdgrade.grading import _TAMPERED": "imports gdgrade.grading._TAMPERED, a private name",
     "grading.check_array = f": "assigns an attribute of grading",
     # Names built at run time, and the tools that use them.
     "setattr(getattr(gdlib, 'grad' + 'ing'), 'check_array', f)": "getattr() with an attribute "
@@ -99,13 +99,13 @@ CLEAN = [
 
 @pytest.mark.parametrize("source", sorted(FLAGGED))
 def test_scan_flags_tampering(source):
-    reasons = " | ".join(reason for _, reason in course.scan_source(source))
+    reasons = " | ".join(reason for _, reason in scan.scan_source(source))
     assert FLAGGED[source] in reasons
 
 
 @pytest.mark.parametrize("source", CLEAN)
 def test_scan_ignores_ordinary_answers(source):
-    assert course.scan_source(source) == []
+    assert scan.scan_source(source) == []
 
 
 def notebook(*sources, locked=()):
@@ -118,30 +118,30 @@ def notebook(*sources, locked=()):
 
 
 def test_scan_notebook_reports_cell_and_line_and_skips_trusted_cells(tmp_path):
-    course_code = "from gdlib import grading\ngrading.protect('gdlib.losses')"
+    course_code = "from gdgrade import grading\ngrading.protect('gdlib.losses')"
     answer = "def f(x):\n    return x\n\nnp.allclose = lambda *a: True"
     nb = notebook(course_code, answer, locked={0})
     released = tmp_path / "exercises" / "a" / "a.ipynb"
     released.parent.mkdir(parents=True)
     nbformat.write(notebook(course_code, "raise NotImplementedError()", locked={0}), released)
-    trusted = course.locked_sources(tmp_path / "exercises")
+    trusted = scan.locked_sources(tmp_path / "exercises")
     assert trusted == {course_code}
-    (finding,) = course.scan_notebook(nb, trusted, "alice.ipynb")
+    (finding,) = scan.scan_notebook(nb, trusted, "alice.ipynb")
     assert (finding.cell, finding.line) == (1, 4)
     assert str(finding) == ("alice.ipynb: cell 1, line 4: assigns an attribute of numpy: "
                             "np.allclose = lambda *a: True")
     # Without the course's sources, its own import of gdlib is a finding too.
-    assert len(course.scan_notebook(nb)) == 2
+    assert len(scan.scan_notebook(nb)) == 2
     # During autograde, locked cells are trusted by grade_id.
-    assert course.scan_notebook(nb, trusted_ids={"cell0", "cell1"}) == []
+    assert scan.scan_notebook(nb, trusted_ids={"cell0", "cell1"}) == []
 
 
 def test_the_course_cells_imports_count_for_the_students_cells():
     """A trusted cell is not scanned, but the names it imports are known in later cells."""
-    setup = "import gdlib.grading as G\nG.protect('gdlib.losses')"
+    setup = "import gdgrade.grading as G\nG.protect('gdlib.losses')"
     nb = notebook(setup, "G._SNAPSHOTS.clear()\nalias = G", locked={0})
-    reasons = [f.reason for f in course.scan_notebook(nb, trusted_ids={"cell0"})]
-    assert reasons[0].startswith("reaches gdlib.grading._SNAPSHOTS, a private name of the grader")
+    reasons = [f.reason for f in scan.scan_notebook(nb, trusted_ids={"cell0"})]
+    assert reasons[0].startswith("reaches gdgrade.grading._SNAPSHOTS, a private name of the grader")
     assert reasons[1].startswith("uses the grading module itself as a value")
 
 
@@ -179,22 +179,22 @@ def test_assignments_are_the_solution_folders_with_a_notebook(tmp_path):
 # --------------------------------------------------------------------------------------------
 
 LOCKED = [
-    "import numpy as np\n\nfrom gdlib import grading\ngrading.protect('gdlib.optim')",
+    "import numpy as np\n\nfrom gdgrade import grading\ngrading.protect('gdlib.optim')",
     "SCORES = np.ones(3)\nLIMIT = 2\nSCORES",  # data for the tests (LIMIT: never read)
     (
-        "from gdlib.grading import check_steps\n\n\ndef ravine(lr):\n    return lr\n\n\n"
+        "from gdgrade.grading import check_steps\n\n\ndef ravine(lr):\n    return lr\n\n\n"
         "hidden = [ravine(0.1), SCORES]\ncheck_steps(momentum_step, hidden)\n"
         "for seed in range(3):\n    check_steps(momentum_step, [seed])"
     ),
     "## a markdown heading that does not parse: = =",
 ]
-NAMES = course.course_names(LOCKED)
+NAMES = scan.course_names(LOCKED)
 
 
 def test_course_names_are_functions_imports_and_data_shared_between_cells():
     assert NAMES == {
-        "np": frozenset({"numpy"}), "grading": frozenset({"gdlib.grading"}),
-        "check_steps": frozenset({"gdlib.grading.check_steps"}), "ravine": frozenset({None}),
+        "np": frozenset({"numpy"}), "grading": frozenset({"gdgrade.grading"}),
+        "check_steps": frozenset({"gdgrade.grading.check_steps"}), "ravine": frozenset({None}),
         "SCORES": frozenset({None}),
     }  # not hidden or seed (a grade cell's own temporaries), nor LIMIT (no other cell reads it)
 
@@ -222,7 +222,7 @@ REBINDS = {
 
 @pytest.mark.parametrize("source", sorted(REBINDS))
 def test_scan_flags_answers_that_rebind_course_names(source):
-    reasons = [reason for _, reason in course.scan_source(source, names=NAMES)]
+    reasons = [reason for _, reason in scan.scan_source(source, names=NAMES)]
     assert any(reason.startswith(REBINDS[source] + ", a name defined by the course's locked "
                                  "cells") for reason in reasons), reasons
 
@@ -238,7 +238,7 @@ def test_scan_flags_answers_that_rebind_course_names(source):
     "print(SCORES, ravine(0.1))",
 ])
 def test_scan_lets_answers_reuse_names_that_are_not_the_courses(source):
-    assert course.scan_source(source, names=NAMES) == []
+    assert scan.scan_source(source, names=NAMES) == []
 
 
 def test_scan_command_flags_rebinding_the_names_of_the_same_notebook_only(tmp_path, capsys):
@@ -247,7 +247,7 @@ def test_scan_command_flags_rebinding_the_names_of_the_same_notebook_only(tmp_pa
         path = tmp_path / kind / "a" / "a.ipynb"
         path.parent.mkdir(parents=True)
         nbformat.write(notebook(*LOCKED[:3], answer, locked={0, 1, 2}), path)
-    assert course.locked_names(tmp_path / "exercises", tmp_path / "solutions") == {"a.ipynb": NAMES}
+    assert scan.locked_names(tmp_path / "exercises", tmp_path / "solutions") == {"a.ipynb": NAMES}
     submitted = tmp_path / "submitted" / "eve" / "a"
     submitted.mkdir(parents=True)
     cheat = "def momentum_step():\n    pass\n\n\ncheck_steps = print"
@@ -265,7 +265,7 @@ def test_scan_command_flags_rebinding_the_names_of_the_same_notebook_only(tmp_pa
 # Held submissions: FlagSuspiciousCode, `held`, and the export's needs_manual_grade column
 # --------------------------------------------------------------------------------------------
 
-SETUP = "import numpy as np\nfrom gdlib import grading\ngrading.protect('gdlib.losses')"
+SETUP = "import numpy as np\nfrom gdgrade import grading\ngrading.protect('gdlib.losses')"
 TESTS = "grading.check_array('hinge', hinge(np.ones((1, 2)), [0]), [1.0])"
 CHEAT = "grading._SNAPSHOTS.clear()\ndef hinge(scores, labels):\n    return np.ones(1)"
 
@@ -273,7 +273,7 @@ CHEAT = "grading._SNAPSHOTS.clear()\ndef hinge(scores, labels):\n    return np.o
 def small_course(root) -> str:
     """A gradebook with assignment a (notebook a: setup, answer, a 3-point test cell) and the
     submissions of alice and bob, autograded with full marks; its URL."""
-    url = course.gradebook_url(root)
+    url = nbgrader_plugins.gradebook_url(root)
     with Gradebook(url) as gb:
         gb.add_assignment("a")
         gb.add_notebook("a", "a")
@@ -305,21 +305,21 @@ def submitted(answer: str):
 def flag(url: str, student: str, answer: str) -> None:
     resources = {"nbgrader": {"notebook": "a", "assignment": "a", "student": student,
                               "db_url": url}}
-    course.FlagSuspiciousCode().preprocess(submitted(answer), resources)
+    nbgrader_plugins.FlagSuspiciousCode().preprocess(submitted(answer), resources)
 
 
 def test_a_flagged_submission_is_held_with_its_findings(tmp_path, capsys, monkeypatch):
     url = small_course(tmp_path)
     flag(url, "alice", "def hinge(scores, labels):\n    return np.ones(1)")
     flag(url, "bob", CHEAT)
-    (held,) = course.held_submissions(url)
+    (held,) = nbgrader_plugins.held_submissions(url)
     assert (held.student, held.assignment, held.notebook, held.cells) == ("bob", "a", "a",
                                                                           ("tests",))
     (finding,) = held.findings
-    assert finding.startswith("bob/a/a.ipynb: cell 1, line 1: reaches gdlib.grading._SNAPSHOTS")
-    assert course.held_submissions(url, "a") == [held]
+    assert finding.startswith("bob/a/a.ipynb: cell 1, line 1: reaches gdgrade.grading._SNAPSHOTS")
+    assert nbgrader_plugins.held_submissions(url, "a") == [held]
     with pytest.raises(MissingEntry):
-        course.held_submissions(url, "b")
+        nbgrader_plugins.held_submissions(url, "b")
 
     (tmp_path / "nbgrader_config.py").write_text("")  # a course root
     monkeypatch.chdir(tmp_path)
@@ -338,7 +338,7 @@ def test_held_lists_cells_graded_by_hand_and_clears_once_graded(tmp_path, monkey
         grade = gb.find_grade("tests", "a", "a", "alice")
         grade.needs_manual_grade = True  # as nbgrader leaves a cell without an auto score
         gb.db.commit()
-    (held,) = course.held_submissions(url)
+    (held,) = nbgrader_plugins.held_submissions(url)
     assert held.student == "alice" and held.findings == ()
     assert "no scan finding" in str(held)
     with Gradebook(url) as gb:  # what the formgrader does when a score is saved
@@ -347,7 +347,7 @@ def test_held_lists_cells_graded_by_hand_and_clears_once_graded(tmp_path, monkey
         gb.db.commit()
     (tmp_path / "nbgrader_config.py").write_text("")
     monkeypatch.chdir(tmp_path)
-    assert course.held_submissions(url) == [] and course.main(["held"]) == 0
+    assert nbgrader_plugins.held_submissions(url) == [] and course.main(["held"]) == 0
 
 
 def test_held_without_a_gradebook(tmp_path, monkeypatch, capsys):

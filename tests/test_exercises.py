@@ -14,7 +14,7 @@ import course_roundtrip as roundtrip
 import nbformat
 import pytest
 
-from gdlib import course
+from gdgrade import course
 
 ROOT = Path(__file__).resolve().parent.parent
 ASSIGNMENT = "01_losses"
@@ -321,7 +321,7 @@ def test_custom_exception_handler_does_not_hide_failures(graded):
 def test_test_rewriting_submission_is_flagged(graded):
     """An AST transformer empties the test cells before they run: in-process tests cannot see
     it (the score is whatever the emptied cells give), so the submission is held for manual
-    grading, and `python -m gdlib.course scan` reports it."""
+    grading, and `python -m gdgrade scan` reports it."""
     assert all(graded.manual["rewrites_tests"].values())
     assert "ast_transformers" in graded.log
     comments = graded.comments("rewrites_tests")

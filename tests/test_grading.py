@@ -1,4 +1,4 @@
-"""Tests of gdlib.grading: feedback messages, detection of answers that use the reference, and
+"""Tests of gdgrade.grading: feedback messages, detection of answers that use the reference, and
 the integrity checks (patched numpy/builtins/gdlib, IPython hooks in a real kernel)."""
 
 import builtins
@@ -16,7 +16,8 @@ import nbformat
 import numpy as np
 import pytest
 
-from gdlib import grading, losses, optim
+from gdgrade import grading
+from gdlib import losses, optim
 
 SCORES = np.array([[0.49, 0.43, 0.08], [0.45, 0.53, 0.02], [0.21, 0.15, 0.64]])
 LABELS = np.array([0, 1, 2])
@@ -24,7 +25,7 @@ EXAMPLE = [grading.case("the seed's example", SCORES, LABELS)]
 
 
 def internal(name: str, module=grading):
-    """A module's attribute read as gdlib.grading's own functions read it: not through the
+    """A module's attribute read as gdgrade.grading's own functions read it: not through the
     guard, which records reads of private names (and of ``__dict__``) by code outside gdlib --
     this file included."""
     return types.ModuleType.__getattribute__(module, name)
@@ -440,12 +441,12 @@ def test_rng_ignores_a_patched_numpy_random(monkeypatch):
 
 
 def draws_in_a_new_process(salt: str | None) -> dict:
-    """What a fresh interpreter's gdlib.grading draws, with the salt variable set to ``salt``
+    """What a fresh interpreter's gdgrade.grading draws, with the salt variable set to ``salt``
     (None: unset) before the import: ``rng(3)``, and the b of ``random_quadratics(7)``."""
     env = {k: v for k, v in os.environ.items() if k != grading.SALT_VARIABLE}
     if salt is not None:
         env[grading.SALT_VARIABLE] = salt
-    code = ("import json\nfrom gdlib import grading\n"
+    code = ("import json\nfrom gdgrade import grading\n"
             "print(json.dumps({'rng': grading.rng(3).normal(size=4).tolist(),\n"
             "                  'b': grading.random_quadratics(7, count=2)[1].b.tolist()}))")
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
@@ -506,7 +507,7 @@ def error_names(cell) -> list:
 @pytest.mark.slow
 def test_kernel_hooks_are_reset_by_the_checks(tmp_path):
     nb = run_cells([
-        "import numpy as np\nfrom gdlib import grading\ngrading.protect('gdlib.losses')",
+        "import numpy as np\nfrom gdgrade import grading\ngrading.protect('gdlib.losses')",
         # An answer cell that hides every later error and records every later cell.
         (
             "import ast\n"
@@ -627,19 +628,18 @@ def momentum_step(theta, grad, velocity, lr, beta):
 
 
 def test_call_answer_trusts_the_tests_callbacks_only():
-    problem = grading.QuadraticProblem("p", np.diag([1.0, 3.0]), np.zeros(2),
-                                       (np.ones(2),), 0.1, 1)
+    from gdlib import functions
 
-    def grad_fn(point):  # the test's callback runs gdlib code (QuadraticProblem.grad)
-        return problem.grad(point)
+    def grad_fn(point):  # the test's callback runs gdlib code: 0.1 theta1^2 + 2 theta2^2
+        return functions.RAVINE.grad(point)
 
     def step(theta, grad_fn, lr):
         return theta - lr * grad_fn(theta)
 
     args = (np.ones(2), grad_fn, 0.1)
-    np.testing.assert_allclose(grading.call_answer(step, args, trusted=(grad_fn,)), [0.9, 0.7])
+    np.testing.assert_allclose(grading.call_answer(step, args, trusted=(grad_fn,)), [0.98, 0.6])
     message = failure(grading.call_answer, step, args)  # not trusted: gdlib code ran
-    assert "gdlib.grading.grad" in message
+    assert "gdlib.functions" in message
 
 
 # --------------------------------------------------------------------------------------------
@@ -827,13 +827,13 @@ def test_check_array_hints():
 
 
 # --------------------------------------------------------------------------------------------
-# The guarded gdlib.grading (attack 2)
+# The guarded gdgrade.grading (attack 2)
 # --------------------------------------------------------------------------------------------
 
 
 @pytest.fixture
 def guarded():
-    grading.protect("gdlib.optim", "gdlib.grading")
+    grading.protect("gdlib.optim", "gdgrade.grading")
     namespace = internal("__dict__")
     saved, snapshots = dict(namespace), dict(internal("_SNAPSHOTS"))
     yield namespace
@@ -842,43 +842,43 @@ def guarded():
 
 
 def test_protect_guards_the_grading_module(guarded):
-    assert type(sys.modules["gdlib.grading"]).__name__ == "GuardedModule"
+    assert type(sys.modules["gdgrade.grading"]).__name__ == "GuardedModule"
     genuine = grading.check_steps
     guarded["check_steps"] = lambda *args, **kwargs: None  # as vars(grading)[...] = ... would
-    from gdlib.grading import check_steps  # the import reads through the guard ...
+    from gdgrade.grading import check_steps  # the import reads through the guard ...
 
     assert check_steps is genuine  # ... which puts the real function back
-    assert "replaced gdlib.grading.check_steps" in failure(grading.check_array, "x", [1.0], [1.0])
+    assert "replaced gdgrade.grading.check_steps" in failure(grading.check_array, "x", [1.0], [1.0])
 
 
 def test_replacing_every_check_of_the_grader_does_not_help(guarded, monkeypatch):
     for name in ("check_steps", "check_array", "require_untampered", "_start_check"):
         monkeypatch.setattr(grading, name, lambda *args, **kwargs: None)
     message = failure(grading.check_array, "x", [0.0], [1.0])
-    assert "gdlib.grading._start_check" in message and "gdlib.grading.check_array" in message
-    assert "gdlib.grading.require_untampered" in message
+    assert "gdgrade.grading._start_check" in message and "gdgrade.grading.check_array" in message
+    assert "gdgrade.grading.require_untampered" in message
 
 
 def test_removing_the_guard_is_detected(guarded):
-    module = sys.modules["gdlib.grading"]
+    module = sys.modules["gdgrade.grading"]
     guard = type(module)
     module.__class__ = type(sys)  # a plain module again
     message = failure(grading.check_array, "x", [1.0], [1.0])
-    assert "the guard of gdlib.grading" in message
+    assert "the guard of gdgrade.grading" in message
     assert type(module) is guard
 
 
 def test_replacing_the_grading_module_in_the_package_is_detected(guarded):
-    import gdlib
+    import gdgrade
 
-    genuine = sys.modules["gdlib.grading"]
-    internal("__dict__", gdlib)["grading"] = types.SimpleNamespace(
+    genuine = sys.modules["gdgrade.grading"]
+    internal("__dict__", gdgrade)["grading"] = types.SimpleNamespace(
         check_function=lambda *args, **kwargs: None)
     # The package's guard puts the real module back before the import reads it.
-    from gdlib import grading as imported
+    from gdgrade import grading as imported
 
     assert imported is genuine
-    assert "replaced gdlib.grading" in failure(grading.check_array, "x", [1.0], [1.0])
+    assert "replaced gdgrade.grading" in failure(grading.check_array, "x", [1.0], [1.0])
 
 
 # --------------------------------------------------------------------------------------------
@@ -888,7 +888,7 @@ def test_replacing_the_grading_module_in_the_package_is_detected(guarded):
 NO_OP = "lambda *a, **k: None"
 HARD_CODED = "def hinge(scores, labels):\n    return np.array([1.53, 1.41, 1.08])\n"
 GRADE_CELL = """
-from gdlib import grading
+from gdgrade import grading
 from gdlib.losses import hinge as reference_hinge
 
 grading.check_function(hinge, reference_hinge, [grading.case("example", SCORES, LABELS)])
@@ -899,33 +899,33 @@ STEALTH = (f"grading._SNAPSHOTS.clear()\n"
 ATTACKS = {  # answer cell prefix: what the failure names
     "stealth (review's s12)": (
         STEALTH,
-        [("replaced gdlib.grading.check_array, gdlib.grading.check_function, "
-          "gdlib.grading.check_own_code"), "gdlib.grading._SNAPSHOTS"]),
+        [("replaced gdgrade.grading.check_array, gdgrade.grading.check_function, "
+          "gdgrade.grading.check_own_code"), "gdgrade.grading._SNAPSHOTS"]),
     "stealth, then the record cleared": (
         STEALTH + "grading._TAMPERED.clear()\n",
-        ["gdlib.grading._SNAPSHOTS", "gdlib.grading._TAMPERED", "gdlib.grading.__dict__"]),
+        ["gdgrade.grading._SNAPSHOTS", "gdgrade.grading._TAMPERED", "gdgrade.grading.__dict__"]),
     "snapshots cleared only": (
         "grading._SNAPSHOTS.clear()\n",
-        ["reached the grader's internals (gdlib.grading._SNAPSHOTS)"]),
+        ["reached the grader's internals (gdgrade.grading._SNAPSHOTS)"]),
     "an alias": (
         f"g = grading\ng.check_function = {NO_OP}\ng.check_own_code = {NO_OP}\n",
-        ["replaced gdlib.grading.check_function, gdlib.grading.check_own_code"]),
+        ["replaced gdgrade.grading.check_function, gdgrade.grading.check_own_code"]),
     "the module's __dict__": (
-        f"import gdlib.grading as G\nG.__dict__['check_function'] = {NO_OP}\n",
-        ["replaced gdlib.grading.check_function",
-         "reached the grader's internals (gdlib.grading.__dict__)"]),
+        f"import gdgrade.grading as G\nG.__dict__['check_function'] = {NO_OP}\n",
+        ["replaced gdgrade.grading.check_function",
+         "reached the grader's internals (gdgrade.grading.__dict__)"]),
     "setattr through getattr": (
-        f"import gdlib\nsetattr(getattr(gdlib, 'grad' + 'ing'), 'check_function', {NO_OP})\n",
-        ["replaced gdlib.grading.check_function"]),
+        f"import gdgrade\nsetattr(getattr(gdgrade, 'grad' + 'ing'), 'check_function', {NO_OP})\n",
+        ["replaced gdgrade.grading.check_function"]),
     "a private name imported": (
-        "from gdlib.grading import _TAMPERED\n_TAMPERED.clear()\n",
-        ["gdlib.grading._TAMPERED"]),
+        "from gdgrade.grading import _TAMPERED\n_TAMPERED.clear()\n",
+        ["gdgrade.grading._TAMPERED"]),
 }
 
 
 def answer_then_grade(answer: str) -> None:
     """Run an answer cell, then the grade cell, in one notebook namespace (after ``protect``)."""
-    namespace = student_namespace(f"from gdlib import grading\nSCORES, LABELS = None, None\n"
+    namespace = student_namespace(f"from gdgrade import grading\nSCORES, LABELS = None, None\n"
                                   f"{answer}")
     namespace.update(SCORES=SCORES, LABELS=LABELS)
     exec(compile(GRADE_CELL, "<grade cell>", "exec"), namespace)  # noqa: S102 - the test
@@ -951,7 +951,7 @@ def test_reading_private_names_from_outside_is_recorded_once_guarded(guarded):
     assert internal("_TAMPERED") == []
     _ = grading._GUARDS  # from this file: not gdlib's code
     message = failure(grading.check_array, "x", [1.0], [1.0])
-    assert "reached the grader's internals (gdlib.grading._GUARDS)" in message
+    assert "reached the grader's internals (gdgrade.grading._GUARDS)" in message
 
 
 def test_dir_help_and_the_public_names_are_not_tampering(guarded):
@@ -967,13 +967,13 @@ def test_dir_help_and_the_public_names_are_not_tampering(guarded):
 
 @pytest.mark.slow
 def test_tracebacks_show_the_test_line_and_the_message(tmp_path):
-    """IPython leaves out the frames of gdlib.grading that set __tracebackhide__ (all but the
+    """IPython leaves out the frames of gdgrade.grading that set __tracebackhide__ (all but the
     one that raised, _fail): the student sees the test cell's line, their own line, and the
     message."""
     nb = run_cells([
-        "import numpy as np\nfrom gdlib import grading\ngrading.protect('gdlib.losses')",
+        "import numpy as np\nfrom gdgrade import grading\ngrading.protect('gdlib.losses')",
         "def broken(scores, labels):\n    return scores[labels, 5]",
-        ("from gdlib import grading\nfrom gdlib.losses import hinge\n"
+        ("from gdgrade import grading\nfrom gdlib.losses import hinge\n"
          "grading.check_function(broken, hinge, [grading.case('c', np.ones((2, 3)), "
          "np.array([0, 1]))])"),
         "grading.check_array('hinge', [0.0, 1.0], [1.53, 1.0])",

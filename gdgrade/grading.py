@@ -53,16 +53,16 @@ Recipe for a chapter's exercise notebook (``solutions/NN_slug/NN_slug.ipynb``)
 (``solutions/01_losses/01_losses.ipynb`` is the worked example for functions of their inputs,
 ``solutions/04_momentum/04_momentum.ipynb`` for step rules.)
 
-- A locked setup cell first: ``import numpy as np``, ``from gdlib import grading``,
-  ``grading.protect("gdlib.<module>", "gdlib.grading")`` for each module holding a reference
-  (``protect`` always guards ``gdlib.grading`` and the ``gdlib`` package; naming the grading
+- A locked setup cell first: ``import numpy as np``, ``from gdgrade import grading``,
+  ``grading.protect("gdlib.<module>", "gdgrade.grading")`` for each module holding a reference
+  (``protect`` always guards ``gdgrade.grading`` and the ``gdgrade`` package; naming the grading
   module documents that).
 - Locked cells for data the visible tests use (e.g. the seed's example as arrays).
 - One answer cell per part (solution cell; the code between ``### BEGIN SOLUTION`` and
   ``### END SOLUTION`` becomes ``raise NotImplementedError()``), keeping the ``def`` line and
   docstring outside the markers.
 - One locked grade cell per part, with points. It imports **everything it calls** itself
-  (``import numpy as np``, ``from gdlib.grading import check_function, check_array, case``,
+  (``import numpy as np``, ``from gdgrade.grading import check_function, check_array, case``,
   ``from gdlib.<module> import f as reference_f``) or defines it in the same cell: it must not
   call a function that an earlier cell defined, since an answer cell runs in between and can
   rebind any name (the scan flags answers that rebind a name the course's locked cells define,
@@ -96,7 +96,7 @@ Threat model (what this module can and cannot guarantee)
 nbgrader runs the student's cells and the instructor's test cells in **one Python process**.
 Whatever the tests can reach, code in an answer cell can reach too, so in-process grading can
 always be subverted by a determined student; this module raises the cost of the known attacks
-and makes them visible, and ``python -m gdlib.course scan`` (a static scan of the submitted
+and makes them visible, and ``python -m gdgrade scan`` (a static scan of the submitted
 notebooks, also run during ``nbgrader autograde``) is the backstop. Defended attacks:
 
 1. *Replacing comparison functions* (``np.allclose = lambda *a, **k: True``,
@@ -110,12 +110,12 @@ notebooks, also run during ``nbgrader autograde``) is the backstop. Defended att
    failure is sticky: once a replacement was seen, every later check of the session fails,
    because the student's code ran with it.
 2. *Replacing the grader* (``grading.check_steps = lambda *a, **k: None``,
-   ``gdlib.grading.require_untampered = ...``, ``g = grading; g.check_function = ...``,
-   ``vars(grading).update(...)``, ``setattr(getattr(gdlib, "grading"), ...)``, or rebinding a
+   ``gdgrade.grading.require_untampered = ...``, ``g = grading; g.check_function = ...``,
+   ``vars(grading).update(...)``, ``setattr(getattr(gdgrade, "grading"), ...)``, or rebinding a
    helper a test cell would call). Grade cells import what they call in the same cell, so
    rebinding a notebook name has no effect on them. After ``protect``, the module objects of
-   ``gdlib.grading`` and of the ``gdlib`` package are guarded: every attribute read from them
-   (``from gdlib.grading import check_steps`` and ``from gdlib import grading`` included)
+   ``gdgrade.grading`` and of the ``gdgrade`` package are guarded: every attribute read from them
+   (``from gdgrade.grading import check_steps`` and ``from gdgrade import grading`` included)
    first compares the namespace with a copy taken in the setup cell -- held in a closure, out
    of reach of the namespace -- restores what was replaced and records it, so the real check
    runs and fails. The guard also records every read of a private name (``_SNAPSHOTS``,
@@ -170,7 +170,7 @@ flags the usual tools for that (``sys.modules``, ``importlib``, ``inspect``, ``g
 ``__globals__``, the grading module used other than by calling its functions, private names
 of any imported module, assignments to attributes of numpy, builtins, sys, gdlib, torch,
 IPython hooks, rebinding a name the course's locked cells define...), and a flagged submission
-is held for manual grading (``python -m gdlib.course held`` lists them). A grader that cannot
+is held for manual grading (``python -m gdgrade held`` lists them). A grader that cannot
 be subverted needs the student's code in a separate process.
 
 Tracebacks: the functions a failing check passes through set ``__tracebackhide__``, which
@@ -383,12 +383,12 @@ def _snapshot(module) -> None:
 def protect(*module_names: str) -> None:
     """Import the named modules and snapshot their namespaces for ``require_untampered``.
 
-    Call it in the locked setup cell, right after ``from gdlib import grading``, for every
+    Call it in the locked setup cell, right after ``from gdgrade import grading``, for every
     module whose functions the tests use as reference, e.g. ``grading.protect("gdlib.losses")``:
     an answer that then replaces ``gdlib.losses.softmax`` (which the reference calls) is caught.
-    It also guards this module and the ``gdlib`` package (``"gdlib.grading"`` may be named
-    too; see ``_guard``): an answer that replaces ``gdlib.grading.check_steps``, or
-    ``gdlib.grading`` itself, is caught when a test cell reads it.
+    It also guards this module and the ``gdgrade`` package (``"gdgrade.grading"`` may be named
+    too; see ``_guard``): an answer that replaces ``gdgrade.grading.check_steps``, or
+    ``gdgrade.grading`` itself, is caught when a test cell reads it.
     """
     for module in (sys.modules[__name__], sys.modules[__name__.rpartition(".")[0]]):
         _guard(module)
@@ -398,9 +398,9 @@ def protect(*module_names: str) -> None:
             if loaded == name or loaded.startswith(name + "."):
                 _snapshot(sys.modules[loaded])
         _snapshot(module)
-    # gdlib's own modules loaded as a side effect (e.g. gdlib.arrays) are protected too.
+    # gdlib's and the grader's modules loaded as a side effect (e.g. gdlib.arrays) are protected too.
     for loaded in _sorted(sys.modules):
-        if loaded == "gdlib" or loaded.startswith("gdlib."):
+        if loaded.split(".")[0] in ("gdlib", "gdgrade"):
             _snapshot(sys.modules[loaded])
 
 
@@ -432,8 +432,8 @@ def _guard(module) -> None:
     The module's class becomes a ``types.ModuleType`` subclass whose ``__getattribute__`` first
     compares the namespace with a copy taken now, puts back whatever differs and records it in
     ``_TAMPERED`` (so the next check fails). Everything it needs is held in its closure, which
-    an answer cannot reach through the namespace. A test cell's ``from gdlib.grading import
-    check_steps`` (or ``from gdlib import grading``, guarding the package) reads the attribute
+    an answer cannot reach through the namespace. A test cell's ``from gdgrade.grading import
+    check_steps`` (or ``from gdgrade import grading``, guarding the package) reads the attribute
     this way, so it always gets the real object. Functions of this module read their globals
     directly (not through the guard); ``require_untampered`` compares the namespace too, and
     checks that the guard is still in place. Names added to the module later (a submodule
@@ -747,9 +747,9 @@ _LIBRARY_DIRS = _tuple(
     str(Path(p).resolve()) + "/"
     for p in {sysconfig.get_paths()[key] for key in ("stdlib", "purelib", "platlib")}
 )
-_GDLIB_DIR = str(Path(__file__).resolve().parent) + "/"
-# Code that is not a notebook's: the libraries and gdlib itself.
-_TRUSTED_DIRS = (*_LIBRARY_DIRS, _GDLIB_DIR)
+_GRADER_DIR = str(Path(__file__).resolve().parent) + "/"
+# Code that is not a notebook's: the libraries, the grader and gdlib itself.
+_TRUSTED_DIRS = (*_LIBRARY_DIRS, _GRADER_DIR, *_package_dirs(("gdlib",)))
 
 
 def _forbidden_dirs(packages) -> tuple:
@@ -1008,7 +1008,7 @@ def _call_watched(fn, args, kwargs, dirs, read, trusted_codes=frozenset()):
     __tracebackhide__ = True
     seen = []
     this_frame_code = _call_watched.__code__
-    gdlib_dirs = (_GDLIB_DIR,)
+    grader_dirs = (_GRADER_DIR,)
 
     def hook(frame, event, arg):
         if frame.f_code is this_frame_code:
@@ -1023,8 +1023,8 @@ def _call_watched(fn, args, kwargs, dirs, read, trusted_codes=frozenset()):
                 seen.append(f"{module}.{frame.f_code.co_name}")
         elif event == "c_call":
             label = _FORBIDDEN_BUILTINS.get(id(arg))
-            # (gdlib's own frames: the guard of gdlib.grading asks who reads it.)
-            if label is not None and not _in_dirs(frame.f_code, gdlib_dirs):
+            # (the grader's own frames: the guard of gdgrade.grading asks who reads it.)
+            if label is not None and not _in_dirs(frame.f_code, grader_dirs):
                 seen.append(label)
 
     previous = _getprofile()
@@ -1348,7 +1348,7 @@ def _snapshot_at_import() -> None:
     for module in (np, np.random, np.linalg, np.testing, math, builtins, sys):
         _snapshot(module)
     for name in _sorted(sys.modules):
-        if name == "gdlib" or name.startswith("gdlib."):
+        if name.split(".")[0] in ("gdlib", "gdgrade"):
             _snapshot(sys.modules[name])
 
 

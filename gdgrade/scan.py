@@ -1,65 +1,30 @@
-"""Instructor commands for the nbgrader side of the course.
+"""Static scan of submitted notebooks for code that tampers with grading.
 
-    python -m gdlib.course release [ASSIGNMENT ...]
-        Regenerate ``exercises/<id>/`` from ``solutions/<id>/`` with ``nbgrader
-        generate_assignment --force`` for every assignment (or the ones named), then check that
-        no solution or hidden test leaked into the student version. ``make exercises`` runs it.
-
-    python -m gdlib.course scan PATH [PATH ...] [--trusted DIR ...]
-        Statically scan submitted notebooks (files or directories, searched recursively) for
-        code that tampers with grading -- the attacks that in-process tests cannot stop (see
-        ``gdlib.grading``): IPython hooks (``set_custom_exc``, AST/input transformers, shell
-        method overrides, event callbacks), trace/profile hooks and frame inspection,
-        ``sys.modules``, ``importlib``/``inspect``/``gc``/``ctypes``/``builtins``, imports of
-        gdlib/torch/scipy/sklearn, ``exec``/``eval``/``setattr``/``vars`` (called or merely
-        named), ``getattr`` with a computed or private name, ``__dict__``, ``__class__``,
-        ``__globals__`` (also as strings), private ``_names`` of any imported module, the
-        grading module used other than by reading and calling its public functions (an
-        alias ``g = grading``, ``vars(grading)``, ``f(grading)``, ``grading.x.y``),
-        assignments to attributes of numpy, builtins, sys, math, gdlib, torch or the grading
-        module (also through an alias: ``t = np.testing; t.assert_allclose = ...``), and
-        rebinding a name the locked cells of the same notebook define (``check_steps =
-        lambda *a, **k: None``; see ``course_names``). Cells whose source is identical to a
-        locked cell of the course (``exercises/`` and ``solutions/`` under the course root,
-        or ``--trusted`` directories) are skipped: that is the instructor's code (their
-        imports still count, e.g. ``from gdlib import grading``). Prints one line per finding
-        and exits with status 1 when there is any.
-
-    python -m gdlib.course held [ASSIGNMENT]
-        Lists, from the course's gradebook, the submitted notebooks with grades that need
-        manual grading -- student, assignment, notebook, the grade cells, and the scan's
-        findings from the comments -- and exits with status 1 when there is any (2 when there
-        is no gradebook or no such assignment).
-
-During ``nbgrader autograde`` the same scan runs as the preprocessor ``FlagSuspiciousCode``
-(registered in ``nbgrader_config.py``): a flagged submission keeps its automatic scores but all
-its grades are marked as needing manual grading, and the findings are written to the log and to
-the comments of its answer cells. ``nbgrader export`` (with ``CsvExportWithHolds``, also
-registered there) adds a column ``needs_manual_grade`` to ``grades.csv``: "yes" for a
-submission whose score is not final. A hold is cleared by grading the held cells in the
-formgrader (saving a score clears a cell's flag), or by autograding again once the code the
-scan found is gone.
+The attacks that in-process tests cannot stop (see ``gdgrade.grading``): IPython hooks
+(``set_custom_exc``, AST/input transformers, shell method overrides, event callbacks),
+trace/profile hooks and frame inspection, ``sys.modules``, ``importlib``/``inspect``/``gc``/
+``ctypes``/``builtins``, imports of gdlib/gdgrade/torch/scipy/sklearn, ``exec``/``eval``/
+``setattr``/``vars`` (called or merely named), ``getattr`` with a computed or private name,
+``__dict__``, ``__class__``, ``__globals__`` (also as strings), private ``_names`` of any
+imported module, the grading module used other than by reading and calling its public
+functions (an alias ``g = grading``, ``vars(grading)``, ``f(grading)``, ``grading.x.y``),
+assignments to attributes of numpy, builtins, sys, math, gdlib, gdgrade, torch or the grading
+module (also through an alias: ``t = np.testing; t.assert_allclose = ...``), and rebinding a
+name the locked cells of the same notebook define (``check_steps = lambda *a, **k: None``; see
+``course_names``). Cells whose source is identical to a locked cell of the course are skipped:
+that is the instructor's code (their imports still count, e.g. ``from gdgrade import grading``).
 
 A finding is a reason to look, not proof of cheating: a student may import ``inspect`` out of
 curiosity. Conversely the scan is static: code built at run time from strings (``exec`` of a
 decoded payload) hides what it does, which is why ``exec``, ``eval`` and ``compile`` are
-findings themselves.
+findings themselves. ``python -m gdgrade scan`` runs it from the command line;
+``gdgrade.nbgrader_plugins.FlagSuspiciousCode`` during ``nbgrader autograde``.
 """
 
-import argparse
 import ast
 import json
-import os
-import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
-
-from nbgrader.api import Gradebook, MissingEntry
-from nbgrader.plugins import CsvExportPlugin
-from nbgrader.preprocessors import NbGraderPreprocessor
-
-REPO_ROOT = Path(__file__).resolve().parent.parent
 
 # Modules an exercise answer has no reason to import.
 SUSPICIOUS_MODULES = {
@@ -71,6 +36,7 @@ SUSPICIOUS_MODULES = {
     "ast": "is how AST transformers that rewrite test cells are written",
     "IPython": "can install kernel hooks",
     "gdlib": "holds the reference implementation the tests compare with",
+    "gdgrade": "is the grader",
     "torch": "computes the answer",
     "scipy": "computes the answer",
     "sklearn": "computes the answer",
@@ -135,10 +101,10 @@ SUSPICIOUS_CALLS = {
 
 # Modules (by the name they are imported as) whose attributes an answer must not assign.
 PROTECTED_MODULES = {
-    "numpy", "builtins", "sys", "math", "gdlib", "torch", "IPython", "threading", "copy",
+    "numpy", "builtins", "sys", "math", "gdlib", "gdgrade", "torch", "IPython", "threading", "copy",
 }
 # Names of the course's own objects that answers must not rebind.
-PROTECTED_NAMES = {"grading", "np", "numpy", "gdlib", "get_ipython"}
+PROTECTED_NAMES = {"grading", "np", "numpy", "gdlib", "gdgrade", "get_ipython"}
 
 
 @dataclass(frozen=True)
@@ -285,12 +251,12 @@ def course_names(sources) -> dict:
             if name in functions or name in shared}
 
 
-GRADING_MODULE = "gdlib.grading"
+GRADING_MODULE = "gdgrade.grading"
 
 
 def default_aliases() -> dict:
     """The names every exercise notebook binds in its locked setup cell: ``np`` and
-    ``grading`` (``from gdlib import grading``)."""
+    ``grading`` (``from gdgrade import grading``)."""
     return {"np": "numpy", "grading": GRADING_MODULE}
 
 
@@ -341,7 +307,7 @@ class _Scanner(ast.NodeVisitor):
         self.generic_visit(node)
 
     def _dotted(self, node) -> str | None:
-        """The module path a name or attribute chain stands for (``gdlib.grading._SNAPSHOTS``
+        """The module path a name or attribute chain stands for (``gdgrade.grading._SNAPSHOTS``
         for ``grading._SNAPSHOTS``), when it starts from an imported or aliased name."""
         if isinstance(node, ast.Name):
             return self.aliases.get(node.id)
@@ -512,7 +478,7 @@ def scan_notebook(nb: dict, trusted: set | frozenset = frozenset(), path: str = 
     Skips cells whose source is in ``trusted`` and, when given, cells whose nbgrader
     ``grade_id`` is in ``trusted_ids`` (during autograde: locked cells known to the gradebook,
     whose source nbgrader has just restored); their imports still count as the names they
-    bind (``from gdlib import grading``). ``names``: the names the locked cells of this
+    bind (``from gdgrade import grading``). ``names``: the names the locked cells of this
     notebook in the course define (``course_names``); a cell that rebinds one is a finding.
     """
     findings = []
@@ -585,239 +551,3 @@ def scan_paths(paths, trusted: set | frozenset = frozenset(), names: dict | None
                     for line, reason in scan_source(text)
                 ]
     return findings
-
-
-# --------------------------------------------------------------------------------------------
-# nbgrader integration
-# --------------------------------------------------------------------------------------------
-
-
-HELD_NOTE = "Held for manual grading; the scan found:"
-
-
-class FlagSuspiciousCode(NbGraderPreprocessor):
-    """Autograde step: scan the student's cells; hold a flagged submission for manual grading.
-
-    Runs after ``SaveAutoGrades``. The instructor's cells are trusted: the locked cells of the
-    gradebook (identified by grade_id: nbgrader has restored their source, and re-inserted the
-    deleted ones with a note in front) and any cell whose source equals a stored one; the
-    names the stored locked cells define must not be rebound (``course_names``). A
-    finding marks every grade of the notebook as needing manual grading and puts the findings
-    in the answer cells' comments.
-    """
-
-    def preprocess(self, nb, resources):
-        info = resources["nbgrader"]
-        notebook, assignment, student = info["notebook"], info["assignment"], info["student"]
-        with Gradebook(info["db_url"]) as gb:
-            source = gb.find_notebook(notebook, assignment)
-            trusted = {cell.source.strip() for cell in source.source_cells}
-            locked = {cell.name for cell in source.source_cells if cell.locked}
-            names = course_names(cell.source for cell in source.source_cells
-                                 if cell.locked and cell.cell_type == "code")
-            findings = scan_notebook(nb, trusted, f"{student}/{assignment}/{notebook}.ipynb",
-                                     trusted_ids=locked, names=names)
-            if not findings:
-                return nb, resources
-            report = "\n".join(str(f) for f in findings)
-            self.log.warning("Suspicious code, held for manual grading:\n%s", report)
-            submitted = gb.find_submission_notebook(notebook, assignment, student)
-            for grade in submitted.grades:
-                grade.needs_manual_grade = True
-            for comment in submitted.comments:
-                comment.auto_comment = HELD_NOTE + "\n" + report
-            gb.db.commit()
-        return nb, resources
-
-
-# --------------------------------------------------------------------------------------------
-# Held submissions
-# --------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Held:
-    """A submitted notebook with grades that need manual grading, and why: the scan's
-    findings from its comments (none when a cell is graded by hand or was not autograded)."""
-
-    student: str
-    assignment: str
-    notebook: str
-    cells: tuple  # names of the grade cells that need manual grading
-    findings: tuple  # lines of the scan's report
-
-    def __str__(self) -> str:
-        head = (f"{self.student}, {self.assignment}/{self.notebook}.ipynb: "
-                f"{len(self.cells)} grade(s) need manual grading: {', '.join(self.cells)}")
-        reasons = [f"    {finding}" for finding in self.findings] or [
-            "    no scan finding (a cell graded by hand, or a submission not autograded yet)"]
-        return "\n".join([head, *reasons])
-
-
-def gradebook_url(root: Path) -> str:
-    """The gradebook of the course at ``root`` (where ``nbgrader_config.py`` puts it)."""
-    return f"sqlite:///{Path(root) / 'gradebook.db'}"
-
-
-def _scan_report(comments) -> tuple:
-    """The finding lines of ``FlagSuspiciousCode``'s comments (each answer cell has a copy)."""
-    lines: dict = {}
-    for comment in comments:
-        text = comment.auto_comment or ""
-        if text.startswith(HELD_NOTE):
-            lines.update(dict.fromkeys(line for line in text[len(HELD_NOTE):].splitlines()
-                                       if line.strip()))
-    return tuple(lines)
-
-
-def held_submissions(db_url: str, assignment: str | None = None) -> list:
-    """``Held`` for every submitted notebook (of ``assignment``, or of all) with a grade that
-    needs manual grading. ``MissingEntry`` when the gradebook has no such assignment."""
-    held = []
-    with Gradebook(db_url) as gb:
-        names = [gb.find_assignment(assignment).name] if assignment else [
-            a.name for a in gb.assignments]
-        for name in names:
-            for submission in gb.assignment_submissions(name):
-                for notebook in submission.notebooks:
-                    cells = tuple(g.name for g in notebook.grades if g.needs_manual_grade)
-                    if cells:
-                        held.append(Held(submission.student.id, name, notebook.name, cells,
-                                         _scan_report(notebook.comments)))
-    return sorted(held, key=lambda h: (h.assignment, h.student, h.notebook))
-
-
-class CsvExportWithHolds(CsvExportPlugin):
-    """``nbgrader export`` to CSV (nbgrader's columns) with one more column,
-    ``needs_manual_grade``: ``yes`` for a submission with a grade that needs manual grading (a
-    submission held by the scan, or a cell graded by hand), whose score is not final."""
-
-    def export(self, gradebook: Gradebook) -> None:
-        super().export(gradebook)
-        path = Path(self.to or "grades.csv")
-        header, *rows = path.read_text(encoding="utf-8").splitlines()
-        # nbgrader writes the fields unquoted; assignment and student id come before the names.
-        keys = header.split(",")
-        assignment, student = keys.index("assignment"), keys.index("student_id")
-        held = set()
-        for name in {row.split(",")[assignment] for row in rows}:
-            for submission in gradebook.assignment_submissions(name):
-                if submission.needs_manual_grade:
-                    held.add((name, submission.student.id))
-        lines = [header + ",needs_manual_grade"]
-        for row in rows:
-            fields = row.split(",")
-            mark = "yes" if (fields[assignment], fields[student]) in held else ""
-            lines.append(f"{row},{mark}")
-        path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-
-
-# --------------------------------------------------------------------------------------------
-# Release
-# --------------------------------------------------------------------------------------------
-
-LEAK_MARKERS = ("BEGIN SOLUTION", "END SOLUTION", "BEGIN HIDDEN TESTS", "END HIDDEN TESTS")
-
-
-def assignments(root: Path = REPO_ROOT) -> list:
-    """Assignment ids: the folders of ``solutions/`` that hold a notebook."""
-    solutions = Path(root) / "solutions"
-    return sorted(p.name for p in solutions.iterdir() if p.is_dir() and any(p.glob("*.ipynb")))
-
-
-def nbgrader_env() -> dict:
-    """The environment for an nbgrader subprocess: this interpreter's bin/ first on PATH
-    (nbgrader runs alembic and jupyter kernels as subprocesses)."""
-    env = dict(os.environ)
-    env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
-    return env
-
-
-def run_nbgrader(args, root: Path, check: bool = True) -> subprocess.CompletedProcess:
-    """``nbgrader ARGS`` in course directory ``root``, with its output captured."""
-    process = subprocess.run(
-        [sys.executable, "-m", "nbgrader", *args], cwd=root, env=nbgrader_env(), check=False,
-        capture_output=True, text=True,
-    )
-    if check and process.returncode != 0:
-        raise RuntimeError(
-            f"nbgrader {' '.join(args)} failed ({process.returncode}):\n{process.stdout}"
-            f"{process.stderr}"
-        )
-    return process
-
-
-def leaked_markers(directory: Path) -> list:
-    """``(file, marker)`` for every solution/hidden-test marker left in the notebooks."""
-    leaks = []
-    for path in sorted(Path(directory).rglob("*.ipynb")):
-        text = path.read_text(encoding="utf-8")
-        leaks += [(str(path), marker) for marker in LEAK_MARKERS if marker in text]
-    return leaks
-
-
-def release(root: Path = REPO_ROOT, ids=None) -> list:
-    """Regenerate ``exercises/<id>`` for each assignment id (all by default); return the ids."""
-    root = Path(root)
-    ids = list(ids) if ids else assignments(root)
-    for assignment in ids:
-        run_nbgrader(["generate_assignment", assignment, "--force"], root)
-        leaks = leaked_markers(root / "exercises" / assignment)
-        if leaks:
-            raise RuntimeError(f"solutions or hidden tests leaked into the release: {leaks}")
-    return ids
-
-
-def _course_root() -> Path:
-    cwd = Path.cwd()
-    return cwd if (cwd / "nbgrader_config.py").exists() else REPO_ROOT
-
-
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m gdlib.course", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    commands = parser.add_subparsers(dest="command", required=True)
-    release_parser = commands.add_parser("release", help="regenerate exercises/ with nbgrader")
-    release_parser.add_argument("assignment", nargs="*", help="assignment ids (default: all)")
-    scan_parser = commands.add_parser("scan", help="scan submissions for grading tampering")
-    scan_parser.add_argument("path", nargs="+", type=Path)
-    scan_parser.add_argument("--trusted", action="append", type=Path, default=None,
-                             help="directories of the course's own notebooks (default: "
-                                  "exercises/ and solutions/ of the course root)")
-    held_parser = commands.add_parser(
-        "held", help="list submissions held for manual grading (exit status 1 if any)")
-    held_parser.add_argument("assignment", nargs="?", help="assignment id (default: all)")
-    args = parser.parse_args(argv)
-    root = _course_root()
-    if args.command == "release":
-        for assignment in release(root, args.assignment):
-            print(f"released exercises/{assignment}")
-        return 0
-    if args.command == "held":
-        return _print_held(root, args.assignment)
-    trusted_dirs = args.trusted or [root / "exercises", root / "solutions"]
-    findings = scan_paths(args.path, locked_sources(*trusted_dirs), locked_names(*trusted_dirs))
-    for finding in findings:
-        print(finding)
-    print(f"{len(findings)} finding(s)", file=sys.stderr)
-    return 1 if findings else 0
-
-
-def _print_held(root: Path, assignment: str | None) -> int:
-    if not (Path(root) / "gradebook.db").exists():
-        print(f"no gradebook at {Path(root) / 'gradebook.db'}: nothing autograded yet",
-              file=sys.stderr)
-        return 2
-    try:
-        held = held_submissions(gradebook_url(root), assignment)
-    except MissingEntry:
-        print(f"the gradebook has no assignment {assignment!r}", file=sys.stderr)
-        return 2
-    for entry in held:
-        print(entry)
-    print(f"{len(held)} notebook(s) held for manual grading", file=sys.stderr)
-    return 1 if held else 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

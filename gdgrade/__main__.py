@@ -1,0 +1,7 @@
+"""``python -m gdgrade``: the instructor's commands (see ``gdgrade.course``)."""
+
+import sys
+
+from gdgrade.course import main
+
+sys.exit(main())

@@ -1,0 +1,146 @@
+"""nbgrader plug-ins of the course, registered in ``nbgrader_config.py``.
+
+``FlagSuspiciousCode``
+    Autograde step: the scan of ``gdgrade.scan`` over the student's cells; a flagged submission
+    keeps its automatic scores but all its grades are marked as needing manual grading, and the
+    findings are written to the log and to the comments of its answer cells.
+``CsvExportWithHolds``
+    ``nbgrader export`` with a column ``needs_manual_grade``: "yes" for a submission whose score
+    is not final. A hold is cleared by grading the held cells in the formgrader (saving a score
+    clears a cell's flag), or by autograding again once the code the scan found is gone.
+``held_submissions``
+    What ``python -m gdgrade held`` lists.
+"""
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from nbgrader.api import Gradebook
+from nbgrader.plugins import CsvExportPlugin
+from nbgrader.preprocessors import NbGraderPreprocessor
+
+from gdgrade.scan import course_names, scan_notebook
+
+# --------------------------------------------------------------------------------------------
+# nbgrader integration
+# --------------------------------------------------------------------------------------------
+
+
+HELD_NOTE = "Held for manual grading; the scan found:"
+
+
+class FlagSuspiciousCode(NbGraderPreprocessor):
+    """Autograde step: scan the student's cells; hold a flagged submission for manual grading.
+
+    Runs after ``SaveAutoGrades``. The instructor's cells are trusted: the locked cells of the
+    gradebook (identified by grade_id: nbgrader has restored their source, and re-inserted the
+    deleted ones with a note in front) and any cell whose source equals a stored one; the
+    names the stored locked cells define must not be rebound (``course_names``). A
+    finding marks every grade of the notebook as needing manual grading and puts the findings
+    in the answer cells' comments.
+    """
+
+    def preprocess(self, nb, resources):
+        info = resources["nbgrader"]
+        notebook, assignment, student = info["notebook"], info["assignment"], info["student"]
+        with Gradebook(info["db_url"]) as gb:
+            source = gb.find_notebook(notebook, assignment)
+            trusted = {cell.source.strip() for cell in source.source_cells}
+            locked = {cell.name for cell in source.source_cells if cell.locked}
+            names = course_names(cell.source for cell in source.source_cells
+                                 if cell.locked and cell.cell_type == "code")
+            findings = scan_notebook(nb, trusted, f"{student}/{assignment}/{notebook}.ipynb",
+                                     trusted_ids=locked, names=names)
+            if not findings:
+                return nb, resources
+            report = "\n".join(str(f) for f in findings)
+            self.log.warning("Suspicious code, held for manual grading:\n%s", report)
+            submitted = gb.find_submission_notebook(notebook, assignment, student)
+            for grade in submitted.grades:
+                grade.needs_manual_grade = True
+            for comment in submitted.comments:
+                comment.auto_comment = HELD_NOTE + "\n" + report
+            gb.db.commit()
+        return nb, resources
+
+
+# --------------------------------------------------------------------------------------------
+# Held submissions
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Held:
+    """A submitted notebook with grades that need manual grading, and why: the scan's
+    findings from its comments (none when a cell is graded by hand or was not autograded)."""
+
+    student: str
+    assignment: str
+    notebook: str
+    cells: tuple  # names of the grade cells that need manual grading
+    findings: tuple  # lines of the scan's report
+
+    def __str__(self) -> str:
+        head = (f"{self.student}, {self.assignment}/{self.notebook}.ipynb: "
+                f"{len(self.cells)} grade(s) need manual grading: {', '.join(self.cells)}")
+        reasons = [f"    {finding}" for finding in self.findings] or [
+            "    no scan finding (a cell graded by hand, or a submission not autograded yet)"]
+        return "\n".join([head, *reasons])
+
+
+def gradebook_url(root: Path) -> str:
+    """The gradebook of the course at ``root`` (where ``nbgrader_config.py`` puts it)."""
+    return f"sqlite:///{Path(root) / 'gradebook.db'}"
+
+
+def _scan_report(comments) -> tuple:
+    """The finding lines of ``FlagSuspiciousCode``'s comments (each answer cell has a copy)."""
+    lines: dict = {}
+    for comment in comments:
+        text = comment.auto_comment or ""
+        if text.startswith(HELD_NOTE):
+            lines.update(dict.fromkeys(line for line in text[len(HELD_NOTE):].splitlines()
+                                       if line.strip()))
+    return tuple(lines)
+
+
+def held_submissions(db_url: str, assignment: str | None = None) -> list:
+    """``Held`` for every submitted notebook (of ``assignment``, or of all) with a grade that
+    needs manual grading. ``MissingEntry`` when the gradebook has no such assignment."""
+    held = []
+    with Gradebook(db_url) as gb:
+        names = [gb.find_assignment(assignment).name] if assignment else [
+            a.name for a in gb.assignments]
+        for name in names:
+            for submission in gb.assignment_submissions(name):
+                for notebook in submission.notebooks:
+                    cells = tuple(g.name for g in notebook.grades if g.needs_manual_grade)
+                    if cells:
+                        held.append(Held(submission.student.id, name, notebook.name, cells,
+                                         _scan_report(notebook.comments)))
+    return sorted(held, key=lambda h: (h.assignment, h.student, h.notebook))
+
+
+class CsvExportWithHolds(CsvExportPlugin):
+    """``nbgrader export`` to CSV (nbgrader's columns) with one more column,
+    ``needs_manual_grade``: ``yes`` for a submission with a grade that needs manual grading (a
+    submission held by the scan, or a cell graded by hand), whose score is not final."""
+
+    def export(self, gradebook: Gradebook) -> None:
+        super().export(gradebook)
+        path = Path(self.to or "grades.csv")
+        header, *rows = path.read_text(encoding="utf-8").splitlines()
+        # nbgrader writes the fields unquoted; assignment and student id come before the names.
+        keys = header.split(",")
+        assignment, student = keys.index("assignment"), keys.index("student_id")
+        held = set()
+        for name in {row.split(",")[assignment] for row in rows}:
+            for submission in gradebook.assignment_submissions(name):
+                if submission.needs_manual_grade:
+                    held.add((name, submission.student.id))
+        lines = [header + ",needs_manual_grade"]
+        for row in rows:
+            fields = row.split(",")
+            mark = "yes" if (fields[assignment], fields[student]) in held else ""
+            lines.append(f"{row},{mark}")
+        path.write_text("\n".join(lines) + "\n", encoding="utf-8")
