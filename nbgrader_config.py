@@ -10,6 +10,8 @@ it in a temporary directory makes a self-contained course there (the tests do th
 
 import os
 
+from gdgrade.sandbox import course_hidden_paths
+
 c = get_config()  # noqa: F821 - provided by traitlets when it loads this file
 
 # --- course and directories ---------------------------------------------------------------
@@ -39,6 +41,13 @@ c.ClearHiddenTests.end_test_delimeter = "END HIDDEN TESTS"
 c.Execute.timeout = 20
 c.Execute.interrupt_on_timeout = True
 c.Execute.startup_timeout = 120  # a cold kernel start on a busy 2-core machine can be slow
+# Every kernel (autograde, validate) runs in gdgrade's sandbox (gdgrade/sandbox.py): a read-only
+# file system but for a scratch tmpfs discarded when the kernel exits, the solutions, gradebook
+# and other submissions hidden, its own process namespace, resource limits. What one submission
+# does cannot reach the reference, the grader or the grades of any other. GDGRADE_SANDBOX=off
+# in nbgrader's environment turns it off (trusted notebooks only).
+c.Execute.kernel_manager_class = "gdgrade.sandbox.SandboxedKernelManager"
+c.SandboxedKernelManager.hidden_paths = course_hidden_paths(c.CourseDirectory.root)
 
 # --- autograding ------------------------------------------------------------------------------
 # Locked cells whose source a student edited are always restored from the gradebook. This also
