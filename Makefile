@@ -31,8 +31,10 @@ book: $(STAMP)
 	@echo $(GDLIB_HASH) > _build/.gdlib-hash
 	@echo "Book built: open _build/html/index.html"
 
+# Two workers (pytest-xdist): one builds the book (executing every page once) while the other
+# runs nbval on the solutions and the autograde round trips; see tests/conftest.py.
 test: $(STAMP)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2 --dist loadgroup
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -41,7 +43,7 @@ lint: $(STAMP)
 exercises: $(STAMP)
 	$(BIN)/python -m gdgrade release
 
-# Flag submissions that tamper with grading (see gdlib/course.py): make scan DIR=submitted
+# Flag submissions that tamper with grading (see gdgrade/scan.py): make scan DIR=submitted
 DIR ?= submitted
 scan: $(STAMP)
 	$(BIN)/python -m gdgrade scan $(DIR)

@@ -1,5 +1,15 @@
-"""Shared fixtures: one strict build of the book per test session (only if a test asks for it)."""
+"""Shared fixtures: one strict build of the book per test run (only if a test asks for it).
 
+``make test`` runs pytest on two workers (pytest-xdist, ``-n 2 --dist loadgroup``). The book
+is built once for the whole run: the first worker that needs it builds it under a file lock in
+the run's shared temporary folder, the other reads the result. Every test that uses the build
+goes to one xdist group ("book"), and every other test to the group of its module (a module's
+autograde round trip then runs once, on one worker), so one core builds the book while the
+other grades. The pages' tests read the notebooks the build executed
+(``_build/jupyter_execute``): each notebook is executed once per run.
+"""
+
+import json
 import os
 import subprocess
 import sys
@@ -7,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from filelock import FileLock
 
 REPO = Path(__file__).resolve().parents[1]
 LOG_TAIL_LINES = 40
@@ -28,10 +39,14 @@ class BookBuild:
             for name, text in (("stdout", self.stdout), ("stderr", self.stderr)))
 
 
-@pytest.fixture(scope="session")
-def book_build(tmp_path_factory) -> BookBuild:
+    def executed(self, notebook: Path) -> Path:
+        """The copy of a book notebook (a path in the repository) that the build executed."""
+        relative = Path(notebook).resolve().relative_to(REPO).with_suffix(".ipynb")
+        return self.html.parent / "jupyter_execute" / relative
+
+
+def _build_book(out: Path) -> BookBuild:
     """Build the book from scratch (fresh output folder and execution cache), strict as in CI."""
-    out = tmp_path_factory.mktemp("book")
     bin_dir = Path(sys.executable).parent  # the venv: jupyter-book and the kernels live there
     env = dict(os.environ, PATH=f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
                PYTHONDONTWRITEBYTECODE="1")
@@ -40,6 +55,32 @@ def book_build(tmp_path_factory) -> BookBuild:
     proc = subprocess.run(command, check=False, cwd=REPO, env=env, capture_output=True,
                           text=True, timeout=3600)
     return BookBuild(proc.returncode, proc.stdout, proc.stderr, out / "_build" / "html")
+
+
+@pytest.fixture(scope="session")
+def book_build(tmp_path_factory, worker_id) -> BookBuild:
+    """The run's one strict build of the book (see the module docstring)."""
+    if worker_id == "master":  # not distributed
+        return _build_book(tmp_path_factory.mktemp("book"))
+    shared = tmp_path_factory.getbasetemp().parent
+    result = shared / "book.json"
+    with FileLock(str(shared / "book.lock")):
+        if not result.is_file():
+            build = _build_book(shared / "book")
+            fields = {"returncode": build.returncode, "stdout": build.stdout,
+                      "stderr": build.stderr, "html": str(build.html)}
+            result.write_text(json.dumps(fields), encoding="utf-8")
+        fields = json.loads(result.read_text(encoding="utf-8"))
+    return BookBuild(fields["returncode"], fields["stdout"], fields["stderr"],
+                     Path(fields["html"]))
+
+
+def pytest_collection_modifyitems(config, items):
+    """xdist groups: "book" for the tests that use the build, the module's name otherwise."""
+    for item in items:
+        uses_book = {"book_build", "book_html"} & set(getattr(item, "fixturenames", ()))
+        group = "book" if uses_book else item.module.__name__
+        item.add_marker(pytest.mark.xdist_group(group))
 
 
 @pytest.fixture(scope="session")

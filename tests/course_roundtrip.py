@@ -167,10 +167,17 @@ def assert_only_test_cells_fail_unanswered(assignment: str, grade_ids: Iterable[
     assert untested == [], f"only the test cells may fail in the unanswered notebook: {untested}"
 
 
-def run_page(path: Path, cwd: Path) -> str:
-    """Execute a book page as the strict build does (no error, nothing on stderr); what it
-    printed."""
-    nb = execute(read(path), cwd)
+def run_page(path: Path, where) -> str:
+    """What a book page printed, checked as the strict build does (no error, nothing on
+    stderr). ``where`` is the run's book build (``book_build`` fixture): the page's notebook as
+    the build executed it is read, not executed again. (A folder instead executes the page
+    there.)"""
+    if hasattr(where, "executed"):
+        executed = where.executed(path)
+        assert executed.is_file(), f"the book build did not execute {path} ({executed})"
+        nb = read(executed)
+    else:
+        nb = execute(read(path), where)
     for index, cell in enumerate(nb.cells):
         if cell.cell_type != "code":
             continue

@@ -202,10 +202,10 @@ def test_answers_that_call_gdlib_get_zero(graded):
 
 
 @pytest.mark.slow
-def test_gradient_descent_page_computes_the_seed_numbers(tmp_path):
+def test_gradient_descent_page_computes_the_seed_numbers(book_build):
     """Seed 004's 5,000 steps per epoch, the ravine's stability limit 2 / 4, GD stopping at the
     saddle of x^2 - y^2 (a maximum along y), and the 1/sqrt(b) gradient noise."""
-    text = roundtrip.run_page(PAGES["gradient_descent"], tmp_path)
+    text = roundtrip.run_page(PAGES["gradient_descent"], book_build)
     for shown in ("5,000,000 instances / batches of 1,000 = 5,000 steps per epoch",
                   "GD converges for eta < 2 / 4 = 0.5",
                   "loop and vectorized gradients agree to 1e-12: True",
@@ -216,9 +216,9 @@ def test_gradient_descent_page_computes_the_seed_numbers(tmp_path):
 
 
 @pytest.mark.slow
-def test_study_page_reproduces_seed_002(tmp_path):
+def test_study_page_reproduces_seed_002(book_build):
     """b = 1 diverges at eta = 0.1 and converges at 0.01; b = 256 converges at both."""
-    text = roundtrip.run_page(PAGES["minibatch_study"], tmp_path)
+    text = roundtrip.run_page(PAGES["minibatch_study"], book_build)
     # rows of the table: "b = 32, eta = 0.1   epochs steps first-loss final-loss largest"
     row = re.compile(r"^(b = [^,]+, eta = [0-9.]+)\s+\d+\s+\d+\s+[0-9.]+\s+(\S+)\s+\S+$")
     final = {m[1]: float(m[2]) for m in map(row.match, text.splitlines()) if m}
@@ -230,8 +230,8 @@ def test_study_page_reproduces_seed_002(tmp_path):
 
 
 @pytest.mark.slow
-def test_decay_page_shows_the_schedules_and_their_effect(tmp_path):
-    text = roundtrip.run_page(PAGES["lr_decay"], tmp_path)
+def test_decay_page_shows_the_schedules_and_their_effect(book_build):
+    text = roundtrip.run_page(PAGES["lr_decay"], book_build)
     assert "inverse_time(lr0=0.2, rate=1): [0.2    0.1    0.0667 0.05   0.04  ]" in text
     assert "k / sqrt(0) = inf" in text
     for label in ("inverse time", "exponential", "staircase"):  # gdlib function = torch class

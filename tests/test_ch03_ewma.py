@@ -162,11 +162,11 @@ def test_answers_that_call_scipy_or_gdlib_get_zero(graded):
 
 
 @pytest.mark.slow
-def test_page_runs_cleanly_and_shows_the_seed_numbers(tmp_path):
+def test_page_runs_cleanly_and_shows_the_seed_numbers(book_build):
     """What the strict book build asks of the page (it runs, and writes nothing to stderr), and
     seed 004's numbers computed on it: the 0.02/0.0196 coefficients, v_1 = 0.8 (not 8),
     1 - 0.98^2 = 0.0396, 0.9^10 = 0.349, 0.98^50 = 0.364; seed 002's span n = 19 for beta 0.9."""
-    text = roundtrip.run_page(PAGE, tmp_path)
+    text = roundtrip.run_page(PAGE, book_build)
     for shown in ("v_1 = 0.0200 theta_1", "v_2 = 0.0196 theta_1 + 0.0200 theta_2",
                   "v_1 = 0.8000 F", "= 0.0396", "0.3487", "0.3642", "span n = 19"):
         assert shown in text, shown

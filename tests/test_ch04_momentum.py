@@ -337,8 +337,8 @@ def equivalences(text: str) -> list[float]:
 
 
 @pytest.mark.slow
-def test_momentum_page_computes_what_its_text_states(tmp_path):
-    text = roundtrip.run_page(PAGES["momentum"], tmp_path)
+def test_momentum_page_computes_what_its_text_states(book_build):
+    text = roundtrip.run_page(PAGES["momentum"], book_build)
     for shown in ("condition number L/mu = 20", "divergence for lr > 2/L = 0.5",
                   "0.9**22 = 0.0985", "the first k with 0.9**k < 0.1 is k = 22",
                   "1 - beta**t = 0.651", "1 - beta**t = 0.902", "1 - beta**t = 0.990",
@@ -350,8 +350,8 @@ def test_momentum_page_computes_what_its_text_states(tmp_path):
 
 
 @pytest.mark.slow
-def test_nesterov_page_computes_what_its_text_states(tmp_path):
-    text = roundtrip.run_page(PAGES["nesterov"], tmp_path)
+def test_nesterov_page_computes_what_its_text_states(book_build):
+    text = roundtrip.run_page(PAGES["nesterov"], book_build)
     differences = equivalences(text)  # both NAG forms, torch, seed 001, seed 000 eq 21
     assert len(differences) == 4 and max(differences) < 1e-13, differences
     limits = re.findall(r"converges up to lr = ([\d.]+) on the grid; closed form ([\d.]+)", text)
