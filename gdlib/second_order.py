@@ -192,17 +192,21 @@ def armijo(evaluate: Callable, x, p, f0: float, gtd: float, t0: float = 1.0, *, 
     Armijo's condition (Nocedal & Wright eq 3.4): ``f(x + t p) <= f(x) + c1 t g^T p``.
     ``evaluate(x) -> (f, g)``; ``gtd = g^T p`` must be negative. Returns ``(t, f, g)`` at the
     accepted point; raises ``NotDescentDirectionError`` when ``gtd >= 0`` and
-    ``LineSearchError`` after ``max_evals`` rejected trials.
+    ``LineSearchError`` after ``max_evals`` rejected trials or once ``t max|p|`` falls below the
+    floating-point resolution of ``x`` (the step would not move ``x``).
     """
     _require_descent(gtd)
-    t = t0
+    t, resolution = t0, np.finfo(np.float64).eps * max(1.0, _max_abs(x))
     for _ in range(max_evals):
+        if t * _max_abs(p) <= resolution:
+            break
         f, g = evaluate(_axpy(x, t, p))
         if f <= f0 + c1 * t * gtd:
             return t, f, g
         t *= shrink
     raise LineSearchError(
-        f"Armijo backtracking found no sufficient decrease in {max_evals} trials (last t = {t:.3g})"
+        f"Armijo backtracking found no sufficient decrease (last t = {t:.3g}; is the gradient "
+        "right?)"
     )
 
 
