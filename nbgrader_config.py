@@ -53,7 +53,11 @@ c.SandboxedKernelManager.hidden_paths = course_hidden_paths(c.CourseDirectory.ro
 # Locked cells whose source a student edited are always restored from the gradebook. This also
 # re-inserts grade (test) cells a student deleted, so that they run and score as usual.
 c.OverwriteCells.add_missing_cells = True
-# After grading, scan what the student wrote (gdgrade.nbgrader_plugins.FlagSuspiciousCode): a submission
+# Then every grade cell is graded again outside the student's kernel
+# (gdgrade.nbgrader_plugins.VerifyAnswers, gdgrade/verify.py): the student's cells run in a
+# sandboxed process that cannot import gdlib, gdgrade, torch or scipy, the tests run in
+# nbgrader's process and call the answers there through plain data; that score is the grade.
+# Before that, scan what the student wrote (gdgrade.nbgrader_plugins.FlagSuspiciousCode): a submission
 # that uses set_custom_exc, AST/input transformers, sys.modules, importlib, inspect, or assigns
 # attributes of numpy/builtins/sys/gdlib/torch is held for manual grading, with the reasons in
 # the autograde log and in the comments of its answer cells.
@@ -66,6 +70,7 @@ c.Autograde.autograde_preprocessors = [
     "nbgrader.preprocessors.AssignLatePenalties",
     "nbgrader.preprocessors.CheckCellMetadata",
     "gdgrade.nbgrader_plugins.FlagSuspiciousCode",
+    "gdgrade.nbgrader_plugins.VerifyAnswers",
 ]
 
 # --- collecting submissions downloaded from a learning platform -----------------------------

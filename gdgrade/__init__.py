@@ -11,6 +11,10 @@ Modules, by concern:
     The kernel sandbox of ``nbgrader autograde``: every submission runs in a process that can
     write nothing outside its own temporary directory and cannot read the instructor's files,
     so that no submission can change the reference, the grader or another student's grade.
+``gdgrade.verify`` (and ``gdgrade/answer_worker.py``)
+    The out-of-process verification whose score is the grade: the submission's cells run in a
+    sandboxed process without gdlib or gdgrade, the tests in the grading process, plain data
+    between them.
 ``gdgrade.nbgrader_plugins``
     The nbgrader plug-ins registered in ``nbgrader_config.py``.
 ``gdgrade.course``

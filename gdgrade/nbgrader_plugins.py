@@ -4,6 +4,10 @@
     Autograde step: the scan of ``gdgrade.scan`` over the student's cells; a flagged submission
     keeps its automatic scores but all its grades are marked as needing manual grading, and the
     findings are written to the log and to the comments of its answer cells.
+``VerifyAnswers``
+    Autograde step: the out-of-process verification of ``gdgrade.verify``; the verified score
+    of each grade cell replaces nbgrader's in-kernel one in the gradebook, and a difference is
+    written to the log and to the notebook's comments.
 ``CsvExportWithHolds``
     ``nbgrader export`` with a column ``needs_manual_grade``: "yes" for a submission whose score
     is not final. A hold is cleared by grading the held cells in the formgrader (saving a score
@@ -20,6 +24,7 @@ from nbgrader.plugins import CsvExportPlugin
 from nbgrader.preprocessors import NbGraderPreprocessor
 
 from gdgrade.scan import course_names, scan_notebook
+from gdgrade.verify import verify_notebook
 
 # --------------------------------------------------------------------------------------------
 # nbgrader integration
@@ -64,6 +69,50 @@ class FlagSuspiciousCode(NbGraderPreprocessor):
         return nb, resources
 
 
+VERIFIED_NOTE = "Verified outside the notebook's kernel:"
+
+
+class VerifyAnswers(NbGraderPreprocessor):
+    """Autograde step: grade every grade cell again out of process (``gdgrade.verify``) and
+    keep that score. Runs after ``SaveAutoGrades``. The grade cells' sources (hidden tests
+    included) come from the gradebook; the student's cells run in a sandboxed answer process.
+    Where a verified score differs from the kernel's, the log and the comments of the answer
+    cells say which cells and why (the kernel's outputs stay in the notebook as feedback)."""
+
+    def preprocess(self, nb, resources):
+        info = resources["nbgrader"]
+        notebook, assignment, student = info["notebook"], info["assignment"], info["student"]
+        with Gradebook(info["db_url"]) as gb:
+            source = gb.find_notebook(notebook, assignment)
+            sources = {cell.name: cell.source for cell in source.source_cells}
+            grade_cells = {cell.name: (sources.get(cell.name, ""), float(cell.max_score))
+                           for cell in source.grade_cells if cell.cell_type == "code"}
+            root = Path(info["db_url"].removeprefix("sqlite:///")).parent
+            verified = verify_notebook(nb, grade_cells, root=root)
+            submitted = gb.find_submission_notebook(notebook, assignment, student)
+            grades = {grade.name: grade for grade in submitted.grades}
+            changes = []
+            for result in verified:
+                grade = grades.get(result.grade_id)
+                if grade is None:
+                    continue
+                if grade.auto_score != result.score:
+                    changes.append(f"{result.grade_id}: {result.score:g} of {result.points:g} "
+                                   f"(in the kernel: {grade.auto_score:g})"
+                                   + (f": {result.message}" if result.message else ""))
+                grade.auto_score = result.score
+            if changes:
+                report = "\n".join(changes)
+                self.log.warning("%s/%s: verified scores differ from the kernel's:\n%s",
+                                 student, notebook, report)
+                for comment in submitted.comments:
+                    note = VERIFIED_NOTE + "\n" + report
+                    comment.auto_comment = (comment.auto_comment + "\n" + note
+                                            if comment.auto_comment else note)
+            gb.db.commit()
+        return nb, resources
+
+
 # --------------------------------------------------------------------------------------------
 # Held submissions
 # --------------------------------------------------------------------------------------------
@@ -97,7 +146,7 @@ def _scan_report(comments) -> tuple:
     """The finding lines of ``FlagSuspiciousCode``'s comments (each answer cell has a copy)."""
     lines: dict = {}
     for comment in comments:
-        text = comment.auto_comment or ""
+        text = (comment.auto_comment or "").split(VERIFIED_NOTE)[0]
         if text.startswith(HELD_NOTE):
             lines.update(dict.fromkeys(line for line in text[len(HELD_NOTE):].splitlines()
                                        if line.strip()))

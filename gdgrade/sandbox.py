@@ -206,14 +206,15 @@ def _prepare_namespaces(sys_calls: _Sys) -> None:
     sys_calls.unshare(CLONE_NEWPID, "PID namespace")
 
 
-def _confine(sys_calls: _Sys, hidden, connection: Path, cwd: Path, scratch: Path) -> tuple:
+def _confine(sys_calls: _Sys, hidden, connection: Path | None, cwd: Path,
+             scratch: Path) -> tuple:
     """In the child (PID 1 of the new PID namespace): a mount namespace of its own, and the
     mounts, limits and capabilities of the module docstring; ``scratch`` (an empty folder)
     becomes the kernel's writable tmpfs. Returns the kernel's connection file inside the
     sandbox and its environment."""
     sys_calls.unshare(CLONE_NEWNS, "mount namespace")
     sys_calls.mount(None, "/", None, MS_REC | MS_PRIVATE, what="making mounts private")
-    connection_text = connection.read_bytes()
+    connection_text = connection.read_bytes() if connection else b""
     matplotlib_cache = Path.home() / ".cache" / "matplotlib"
     font_caches = sorted(matplotlib_cache.glob("fontlist-*.json")) if matplotlib_cache.is_dir() else []
     font_texts = {path.name: path.read_bytes() for path in font_caches}
@@ -226,7 +227,9 @@ def _confine(sys_calls: _Sys, hidden, connection: Path, cwd: Path, scratch: Path
         (home / sub).mkdir(parents=True, exist_ok=True)
     for name, data in font_texts.items():  # matplotlib would rebuild its font cache (slow)
         (home / ".matplotlib" / name).write_bytes(data)
-    (home / "runtime" / connection.name).write_bytes(connection_text)
+    inner = home / "runtime" / (connection.name if connection else "none")
+    if connection:
+        inner.write_bytes(connection_text)
     if Path("/dev/shm").is_dir():
         sys_calls.mount("tmpfs", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, "size=64m,mode=1777",
                         what="the kernel's /dev/shm")
@@ -240,7 +243,7 @@ def _confine(sys_calls: _Sys, hidden, connection: Path, cwd: Path, scratch: Path
     _set_limits()
     sys_calls.drop_capabilities()
     os.chdir(cwd)
-    return home / "runtime" / connection.name, _kernel_environment(home, scratch)
+    return inner, _kernel_environment(home, scratch)
 
 
 def _forward_signals(child: int) -> None:
@@ -255,16 +258,23 @@ def _forward_signals(child: int) -> None:
         signal.signal(signum, forward)
 
 
-def run(command: list, hidden) -> int:
-    """Run ``command`` (a kernel command line with ``-f CONNECTION_FILE``) in the sandbox and
-    return its exit status. Raises ``SandboxError`` when the sandbox cannot be set up."""
+def run(command: list, hidden, kernel: bool = True) -> int:
+    """Run ``command`` in the sandbox and return its exit status: a kernel command line with
+    ``-f CONNECTION_FILE`` (the file is copied into the sandbox), or with ``kernel=False`` any
+    command (gdgrade.verify's answer process; its standard streams are inherited). Raises
+    ``SandboxError`` when the sandbox cannot be set up."""
     if sys.platform != "linux":
         raise SandboxError(f"the grading sandbox needs Linux namespaces (this is {sys.platform})")
-    try:
-        flag = command.index("-f")
-    except ValueError:
-        raise SandboxError(f"no '-f CONNECTION_FILE' in the kernel command {command}") from None
-    connection, cwd = Path(command[flag + 1]).resolve(), Path.cwd().resolve()
+    if not command:
+        raise SandboxError("no command to run")
+    flag, connection = None, None
+    if kernel:
+        try:
+            flag = command.index("-f")
+        except ValueError:
+            raise SandboxError(f"no '-f CONNECTION_FILE' in the kernel command {command}") from None
+        connection = Path(command[flag + 1]).resolve()
+    cwd = Path.cwd().resolve()
     sys_calls = _Sys()
     scratch = Path(tempfile.mkdtemp(prefix="gdgrade-sandbox-"))
     try:
@@ -287,7 +297,8 @@ def _run_confined(sys_calls, command, flag, hidden, connection, cwd, scratch) ->
         os.close(write_end)
         kernel = os.fork()  # the kernel, so that PID 1 (this process) reaps and forwards
         if kernel == 0:
-            argv = [*command[:flag + 1], str(inner), *command[flag + 2:]]
+            argv = command if flag is None else [*command[:flag + 1], str(inner),
+                                                 *command[flag + 2:]]
             os.execvpe(argv[0], argv, env)
         _forward_signals(kernel)
         while True:
@@ -307,7 +318,8 @@ def _run_confined(sys_calls, command, flag, hidden, connection, cwd, scratch) ->
 
 
 def main(argv=None) -> int:
-    """``python -m gdgrade.sandbox [--hide PATH ...] -- KERNEL COMMAND``."""
+    """``python -m gdgrade.sandbox [--hide PATH ...] [--command] -- COMMAND``: a kernel command
+    (with ``-f CONNECTION_FILE``), or with ``--command`` any command."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if "--" not in argv:
         print("usage: python -m gdgrade.sandbox [--hide PATH ...] -- KERNEL COMMAND",
@@ -317,7 +329,7 @@ def main(argv=None) -> int:
     options, command = argv[:split], argv[split + 1:]
     hidden = [options[i + 1] for i, word in enumerate(options[:-1]) if word == "--hide"]
     try:
-        return run(command, hidden)
+        return run(command, hidden, kernel="--command" not in options)
     except SandboxError as error:
         print(f"gdgrade sandbox: cannot start the kernel: {error}.\n"
               f"Grading without the sandbox lets one submission change the grades of others; "

@@ -303,9 +303,14 @@ def test_rebinding_the_checkers_names_changes_nothing_and_is_flagged(graded):
 
 @pytest.mark.slow
 def test_replacing_gdlib_grading_functions_is_detected_and_fails_every_part(graded):
-    """The guarded gdgrade.grading puts its functions back when a test cell imports them and
-    records the replacement: every later check fails (sticky), the correct part (c) too."""
-    assert graded.scores["patches_grading"] == dict.fromkeys(POINTS, 0.0)
+    """In the kernel, the guarded gdgrade.grading puts its functions back when a test cell
+    imports them and records the replacement: every later check fails (sticky), the correct
+    part (c) too -- that is the feedback. The grade is the out-of-process verification's
+    (gdgrade.verify), where the replacements never happened: the wrong parts get 0, the correct
+    part (c) keeps its marks, and the submission is held for manual review."""
+    assert graded.scores["patches_grading"] == {**dict.fromkeys(POINTS, 0.0),
+                                                "nesterov_tests": POINTS["nesterov_tests"]}
+    assert "nesterov_tests: 4 of 4 (in the kernel: 0)" in graded.log
     for grade_id in POINTS:
         text = graded.feedback("patches_grading", grade_id)
         assert "grading integrity" in text and "gdgrade.grading.check_steps" in text, grade_id
