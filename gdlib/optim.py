@@ -36,6 +36,8 @@ Adam      m = beta1 m + (1-beta1) g;    m^ = m / (1-beta1^t)    000 eq 33-35;   
           theta -= eta m^ / (sqrt(v^) + eps)
 Nadam     as Adam with m^ replaced by                           000 eq 42        NAdam, with
           beta1 m^ + (1-beta1) g / (1-beta1^t)                                   momentum_decay
+AdamW     theta -= eta lambda theta, then the Adam step          (none)           AdamW
+          (decoupled weight decay lambda)
 ========  ====================================================  ===============  ================
 
 Conventions (the seeds disagree; gdlib follows torch.optim where torch has the rule):
@@ -97,6 +99,7 @@ __all__ = [
     "AdagradState",
     "Adam",
     "AdamState",
+    "AdamW",
     "GDState",
     "Momentum",
     "MomentumState",
@@ -204,6 +207,10 @@ def _require_hyperparameter(name: str, value) -> None:
         _require_real(value, name)
         if not 0 <= value < 1:
             raise ValueError(f"{name} must lie in [0, 1), got {value}")
+    elif name == "weight_decay":
+        _require_real(value, name)
+        if value < 0:
+            raise ValueError(f"weight_decay must be >= 0, got {value}")
     elif name in ("eps", "momentum_decay"):
         if name == "momentum_decay" and value is None:
             return
@@ -572,6 +579,35 @@ class Adam(Rule):
         v_hat = v / (1 - self.beta2**t)
         theta = theta - lr * m_hat / _rms(v_hat, self.eps, self.eps_inside_sqrt)
         return theta, AdamState(t, m, v)
+
+
+@dataclass(frozen=True)
+class AdamW(Adam):
+    """Adam with decoupled weight decay (Loshchilov & Hutter, "Decoupled Weight Decay
+    Regularization", ICLR 2019)::
+
+        theta = theta - lr * weight_decay * theta                  (decay: shrink theta)
+        m, v, m^, v^ as in Adam
+        theta = theta - lr * m^ / (sqrt(v^) + eps)                 (the Adam step)
+
+    i.e. ``theta_t = (1 - lr * weight_decay) theta_{t-1} - lr m^ / (sqrt(v^) + eps)``: the decay
+    acts on theta directly and never enters ``m`` or ``v``. torch.optim equivalent:
+    ``AdamW(lr=lr, betas=(beta1, beta2), eps=eps, weight_decay=weight_decay)`` (amsgrad False),
+    which also scales the decay by the current learning rate. ``weight_decay = 0`` is ``Adam``.
+
+    Contrast with Adam plus an L2 penalty ``weight_decay / 2 |theta|^2`` in the loss (torch's
+    ``Adam(weight_decay=...)``): that adds ``weight_decay * theta`` to the *gradient*, which
+    then passes through ``m`` and is divided by ``sqrt(v^)``, so coordinates with large
+    gradients are barely regularised. In gdlib that is ``Adam`` fed ``g + weight_decay *
+    theta``. The seeds do not mention weight decay. ``lr * weight_decay`` should stay well below
+    1 (above 1 the decay factor turns negative; torch does not check either).
+    """
+
+    weight_decay: float = 1e-2
+
+    def update(self, theta, grad, state, lr):
+        """Decay theta by ``1 - lr * weight_decay``, then take Adam's step."""
+        return super().update(theta * (1 - lr * self.weight_decay), grad, state, lr)
 
 
 @dataclass(frozen=True)

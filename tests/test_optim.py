@@ -239,6 +239,18 @@ TORCH_CASES = [
         ),
         with_step({"m": "exp_avg", "v": "exp_avg_sq", "mu_product": "mu_product"}),
     ),
+    (
+        "adamw-default-decay",
+        optim.AdamW(1e-2),
+        lambda p: torch.optim.AdamW(p, lr=1e-2),
+        with_step({"m": "exp_avg", "v": "exp_avg_sq"}),
+    ),
+    (
+        "adamw-strong-decay-low-betas",
+        optim.AdamW(5e-2, beta1=0.3, beta2=0.9, eps=1e-1, weight_decay=0.5),
+        lambda p: torch.optim.AdamW(p, lr=5e-2, betas=(0.3, 0.9), eps=1e-1, weight_decay=0.5),
+        with_step({"m": "exp_avg", "v": "exp_avg_sq"}),
+    ),
 ]
 TORCH_IDS = [case[0] for case in TORCH_CASES]
 
@@ -774,6 +786,87 @@ def test_nadam_first_step_under_torch_schedule():
 
 
 # ---------------------------------------------------------------------------------------------
+# Weight decay: AdamW (decoupled) against Adam with an L2 penalty in the gradient.
+
+
+@pytest.mark.parametrize("objective", OBJECTIVES, ids=OBJECTIVE_IDS)
+@pytest.mark.parametrize("weight_decay", [1e-2, 0.3])
+def test_adam_on_l2_gradient_is_torch_adam_weight_decay(weight_decay, objective):
+    """gdlib's Adam fed g + wd * theta takes torch's Adam(weight_decay=wd) steps (fed g).
+
+    Near the regularised minimum g + wd * theta cancels to ~1e-7 while its terms stay ~1e-2:
+    the moments are compared to 1e-12 of the terms' size (the cancellation's rounding), theta
+    to 1e-12 relative as everywhere."""
+    rule = optim.Adam(1e-2)
+    reference = TorchReference(
+        lambda p: torch.optim.Adam(p, lr=1e-2, weight_decay=weight_decay),
+        with_step({"m": "exp_avg", "v": "exp_avg_sq"}),
+    )
+    theta = objective.theta0.copy()
+    reference.start(theta)
+    state = rule.init(theta)
+    for k in range(1, STEPS + 1):
+        g = objective.grad(theta)
+        new, state = rule.step(theta, g + weight_decay * theta, state)
+        theta = reference.step(theta, g)
+        assert_close(new, theta, f"{objective.name} step {k}: theta")
+        terms = float(np.abs(g).max() + weight_decay * np.abs(theta).max())
+        torch_state = reference.state()
+        assert state.step == torch_state["step"]
+        for name, scale in (("m", terms), ("v", terms**2)):
+            error = float(np.abs(getattr(state, name) - to_numpy(torch_state[name])).max())
+            assert error <= RTOL * scale, f"{objective.name} step {k}: {name}: {error:.3e}"
+
+
+def test_adamw_first_step_worked_by_hand():
+    """t = 1: m^ = g, v^ = g^2, so theta_1 = (1 - lr wd) theta_0 - lr g / (|g| + eps)."""
+    rule = optim.AdamW(0.1, 0.9, 0.99, 1e-2, weight_decay=0.5)
+    theta0 = np.linspace(-2.0, 2.0, G1.size)
+    theta, state = rule.step(theta0, G1, rule.init(theta0))
+    assert_close(theta, 0.95 * theta0 - 0.1 * G1 / (np.abs(G1) + 1e-2), "AdamW t=1")
+    assert_close(state.m, 0.1 * G1, "m")
+    assert state.step == 1
+
+
+def test_adamw_without_decay_is_adam_and_decay_never_enters_the_moments():
+    theta, _ = random_inputs()
+    adam, adamw = optim.Adam(1e-2), optim.AdamW(1e-2, weight_decay=0.0)
+    decayed = optim.AdamW(1e-2, weight_decay=0.2)
+    state_a, state_w, state_d = adam.init(theta), adamw.init(theta), decayed.init(theta)
+    theta_a = theta_w = theta_d = theta
+    for k in range(50):
+        g = np.cos(np.arange(DIM) + k)
+        theta_a, state_a = adam.step(theta_a, g, state_a)
+        theta_w, state_w = adamw.step(theta_w, g, state_w)
+        theta_d, state_d = decayed.step(theta_d, g, state_d)
+    np.testing.assert_array_equal(theta_w, theta_a)
+    # Same gradients in, same moments out: the decay acts on theta only.
+    np.testing.assert_array_equal(state_d.m, state_a.m)
+    np.testing.assert_array_equal(state_d.v, state_a.v)
+    assert np.abs(theta_d).max() < np.abs(theta_a).max()
+
+
+def test_adamw_is_not_adam_with_l2():
+    """Decoupled decay and an L2 gradient term give different iterates (the point of AdamW)."""
+    objective = OBJECTIVES[0]
+    adamw, adam = optim.AdamW(1e-2, weight_decay=0.1), optim.Adam(1e-2)
+    theta_w = theta_l = objective.theta0.copy()
+    state_w, state_l = adamw.init(theta_w), adam.init(theta_l)
+    for _ in range(200):
+        theta_w, state_w = adamw.step(theta_w, objective.grad(theta_w), state_w)
+        g = objective.grad(theta_l) + 0.1 * theta_l
+        theta_l, state_l = adam.step(theta_l, g, state_l)
+    assert np.abs(theta_w - theta_l).max() > 1e-3
+
+
+@pytest.mark.parametrize("value", [-0.1, float("nan"), "0.1", True])
+def test_bad_weight_decay(value):
+    error = TypeError if isinstance(value, (str, bool)) else ValueError
+    with pytest.raises(error, match=r"^weight_decay must"):
+        optim.AdamW(weight_decay=value)
+
+
+# ---------------------------------------------------------------------------------------------
 # Contract: init, update's lr argument, tensor step counters, dtypes, purity.
 
 ALL_RULES = [
@@ -788,6 +881,7 @@ ALL_RULES = [
     optim.Adam(eps_inside_sqrt=True),
     optim.Nadam(),
     optim.Nadam(momentum_decay=0.004),
+    optim.AdamW(),
 ]
 RULE_IDS = [repr(r) for r in ALL_RULES]
 

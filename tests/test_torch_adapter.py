@@ -261,6 +261,16 @@ def test_lambda_lr_drives_the_adapter_like_adam():
     assert optimizer.param_groups[0]["lr"] == pytest.approx(1e-2 / (1 + 0.1 * STEPS))
 
 
+def test_adamw_matches_torch_adamw_every_step_under_a_schedule():
+    """AdamW's decay is scaled by the group's current lr, in the adapter as in torch."""
+    rule = optim.AdamW(1e-2, beta1=0.8, beta2=0.99, weight_decay=0.3)
+    schedulers = lambda opt: torch.optim.lr_scheduler.LambdaLR(opt, lambda e: 1 / (1 + 0.1 * e))
+    optimizer, _ = run_against_torch(
+        rule, lambda p: torch.optim.AdamW(p, lr=1e-2, betas=(0.8, 0.99), weight_decay=0.3),
+        STEPS, schedulers=schedulers)
+    assert all(entry["step"] == STEPS for entry in optimizer.state.values())
+
+
 def test_group_lr_reaches_the_rule():
     """The group's lr, not the rule's, is what ``update`` uses: lr 0 leaves GD's params alone."""
     model = mlp()
