@@ -10,7 +10,7 @@ STAMP  := $(VENV)/.installed
 # nbgrader and jupyter-book start subprocesses (alembic, kernels): the venv's bin/ must be on PATH.
 export PATH := $(BIN):$(PATH)
 
-.PHONY: book test lint exercises scan clean
+.PHONY: book test validate lint exercises scan clean
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -35,6 +35,14 @@ book: $(STAMP)
 # runs nbval on the solutions and the autograde round trips; see tests/conftest.py.
 test: $(STAMP)
 	$(BIN)/python -m pytest -n 2 --dist loadgroup
+
+# The instructor's check before a release: every book and solution notebook runs under nbval,
+# every solution passes its own tests (hidden ones included: they run in the notebook), every
+# released exercise fails only in its test cells, and exercises/ matches a fresh
+# `nbgrader generate_assignment`.
+validate: $(STAMP)
+	$(BIN)/python -m pytest -n 2 --dist loadfile -p no:cacheprovider -q --nbval-lax --nbval-current-env book solutions
+	$(BIN)/python -m pytest -n 2 -p no:cacheprovider -q tests -k "unanswered_release or fresh_release or committed_exercises"
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -73,6 +73,16 @@ c.Autograde.autograde_preprocessors = [
     "gdgrade.nbgrader_plugins.VerifyAnswers",
 ]
 
+# --- feedback --------------------------------------------------------------------------------
+# nbgrader's feedback shows the autograded notebook, in which autograde restored the hidden
+# tests: clear them again (ClearHiddenTests), so that feedback shows the visible tests and
+# the messages of every test, never the hidden tests' code.
+c.GenerateFeedback.preprocessors = [
+    "nbgrader.preprocessors.GetGrades",
+    "nbconvert.preprocessors.CSSHTMLHeaderPreprocessor",
+    "nbgrader.preprocessors.ClearHiddenTests",
+]
+
 # --- collecting submissions downloaded from a learning platform -----------------------------
 # Convention: a student submits the assignment's notebook renamed <student_id>_<notebook>, e.g.
 # jdoe_01_losses.ipynb for 01_losses (the student id is everything before the notebook's

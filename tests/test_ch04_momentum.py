@@ -280,6 +280,15 @@ def test_answers_that_call_gdlib_get_zero(graded):
 
 
 @pytest.mark.slow
+def test_feedback_never_shows_the_hidden_tests(graded):
+    process = roundtrip.course.run_nbgrader(["generate_feedback", ASSIGNMENT], graded.root)
+    assert process.returncode == 0, process.stdout + process.stderr
+    html = (graded.root / "feedback" / "wrong" / ASSIGNMENT / f"{ASSIGNMENT}.html").read_text()
+    assert "momentum_step, the worked example" in html  # the messages are there
+    assert "random_quadratics(" not in html and "HIDDEN TESTS" not in html
+
+
+@pytest.mark.slow
 def test_honest_submissions_are_not_held_for_manual_grading(graded):
     for student in HONEST:
         assert not any(graded.manual[student].values()), student
