@@ -407,7 +407,7 @@ def race_figure(f: Landscape, runs: Mapping[str, Run], box: tuple, title: str,
     else:
         tiny = np.finfo(float).tiny  # an exact minimum would not show on a log axis
         curves = {name: np.maximum(run.values - f.f_min, tiny) for name, run in runs.items()}
-        plotting.plot_loss_curves(curves, f"{title}: distance to the minimum value",
+        plotting.plot_loss_curves(curves, rf"{title}: $f(\theta_k) - f^*$",
                                   ylabel=r"$f(\theta_k) - f^*$", colors=colors, ax=axes[1])
         axes[1].axhline(target - f.f_min, color="black", linestyle="--", linewidth=1,
                         label="target")
