@@ -195,13 +195,13 @@ def frame_steps(length: int, frames: int) -> np.ndarray:
 # empty boxes. Plain Unicode symbols instead, one per icon class of the template.
 _ICONS = {
     "fa fa-minus": "&#8722;",  # minus sign: slower
-    "fa fa-fast-backward": "&#9198;",  # first frame
-    "fa fa-step-backward": "&#9664;&#10073;",  # previous frame
-    "fa fa-play fa-flip-horizontal": "&#9664;",  # play backwards
-    "fa fa-pause": "&#10073;&#10073;",  # pause
-    "fa fa-play": "&#9654;",  # play
-    "fa fa-step-forward": "&#10073;&#9654;",  # next frame
-    "fa fa-fast-forward": "&#9197;",  # last frame
+    "fa fa-fast-backward": "&#10073;&#9664;&#9664;",  # first frame: bar, two left triangles
+    "fa fa-step-backward": "&#10073;&#9664;",  # previous frame: bar, left triangle
+    "fa fa-play fa-flip-horizontal": "&#9664;",  # play backwards: left triangle
+    "fa fa-pause": "&#10073;&#10073;",  # pause: two bars
+    "fa fa-play": "&#9654;",  # play: right triangle
+    "fa fa-step-forward": "&#9654;&#10073;",  # next frame: right triangle, bar
+    "fa fa-fast-forward": "&#9654;&#9654;&#10073;",  # last frame: two right triangles, bar
     "fa fa-plus": "+",  # faster
 }
 _REMOTE_LINK = re.compile(r"<link[^>]*href=[\"']?(?:https?:)?//[^>]*>", re.IGNORECASE)
@@ -250,7 +250,7 @@ def animation_background(f: Landscape, paths: Mapping[str, np.ndarray], box: tup
         ax.plot([], [], "-o", color=color, linewidth=1.5, markersize=4, label=label)
     if ax.get_legend() is not None:
         ax.get_legend().remove()
-    fig.legend(loc="outside right center", fontsize=8)
+    fig.legend(loc="outside right center", fontsize=9)
     return fig, ax
 
 

@@ -192,6 +192,17 @@ def check_page(text: str) -> None:
     assert [int(x) for x in summary.groups()] == [
         min(beaten), max(beaten), others, sum(k == others for k in beaten)]
     assert min(beaten) < max(beaten) and sum(k == others for k in beaten) < 4
+    # "which optimizer is best depends on the problem": the fastest differ between landscapes.
+    winners = []
+    for key, rows in zip(("long valley", "Beale", "saddle", "Rosenbrock"),
+                         (valley, beale, saddle, rosenbrock)):
+        best = min(k for _, k in rows.values() if k is not None)
+        expected = {name for name, (_, k) in rows.items() if k == best}
+        line = re.search(rf"fastest on {key}: (.*) \((\d+) steps\)", text)
+        assert names(line.group(1)) == expected and int(line.group(2)) == best, key
+        winners.append(expected)
+    assert not set.intersection(*winners)
+    assert "Verdict: the fastest method is not the same on every landscape." in text
 
 
 def check_notebook(path: Path) -> None:

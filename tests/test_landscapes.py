@@ -4,6 +4,8 @@ target, the fair tuning sweep, the offline animation and the figures (Agg backen
 import base64
 import io
 import re
+import shutil
+import subprocess
 
 import matplotlib
 
@@ -305,3 +307,26 @@ def test_unknown_methods_get_colours_no_method_uses():
     assert colors[0] == plotting.METHOD_COLORS["GD"]
     assert not set(colors[1:]) & set(plotting.METHOD_COLORS.values())
     assert colors[1] != colors[2]
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="needs a headless chromium")
+def test_animation_plays_offline_in_headless_chromium(tmp_path):
+    """The player runs in a browser with no network: after "play" the image shows the last
+    frame (the DOM as Chromium left it; --virtual-time-budget lets the timer run out)."""
+    f = functions.SADDLE
+    html = landscapes.animate_trajectories(f, paths_on(f, 8), f.box, "Saddle", frames=5,
+                                           interval=50)
+    ident = re.search(r'id="_anim_img(\w+)"', html).group(1)
+    page = tmp_path / "player.html"
+    page.write_text(f'<!DOCTYPE html><html><head><meta charset="utf-8"></head><body>{html}'
+                    f"<script>setTimeout(function() {{ anim{ident}.play_animation(); }}, 50);"
+                    "</script></body></html>", encoding="utf-8")
+    dom = subprocess.run(
+        ["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=5000",
+         "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=120, check=False)
+    shown = re.search(rf'id="_anim_img{ident}"[^>]*src="data:image/png;base64,([^"]+)"',
+                      dom.stdout)
+    assert shown, dom.stderr[-2000:]
+    frames = re.findall(r'data:image/png;base64,([A-Za-z0-9+/=\\\n]+)"', html)
+    assert shown.group(1) == frames[-1].replace("\\\n", "")
+    assert shown.group(1) != frames[0].replace("\\\n", "")
