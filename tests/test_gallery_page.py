@@ -48,6 +48,29 @@ def test_page_says_that_tuning_is_fair_and_calls_gdlib():
     assert code.count("animate(") >= 5 and code.count("display(HTML(") == 1
 
 
+def test_the_landscapes_are_the_ones_the_page_describes():
+    """The definitions the page's prose gives, against gdlib.functions."""
+    import math
+
+    import numpy as np
+
+    from gdlib import functions
+
+    valley = functions.LONG_VALLEY  # 0.02 u^2 + v^2, rotated by 45 degrees, minimum 0 at 0
+    curvatures, directions = np.linalg.eigh(valley.hessian(np.zeros(2)))
+    np.testing.assert_allclose(curvatures, [0.04, 2.0])
+    np.testing.assert_allclose(np.abs(directions[:, 0]), [math.sqrt(0.5)] * 2)
+    assert valley.minimum == (0.0, 0.0) and valley.f_min == 0.0
+    beale = functions.BEALE  # c = (1.5, 2.25, 2.625), minimum f(3, 0.5) = 0
+    assert beale.minimum == (3.0, 0.5) and beale.f_min == 0.0
+    assert beale.value(np.array([0.0, 0.0])) == 1.5**2 + 2.25**2 + 2.625**2
+    saddle = functions.SADDLE  # x^2 - y^2, start a thousandth off the ridge
+    assert saddle.start == (-1.5, 1e-3) and saddle.value(np.array([0.0, 1.0])) == -1.0
+    rosenbrock = functions.ROSENBROCK  # (1 - x)^2 + 100 (y - x^2)^2 from (-1.2, 1)
+    assert rosenbrock.start == (-1.2, 1.0) and rosenbrock.minimum == (1.0, 1.0)
+    assert rosenbrock.value(np.array([0.0, 1.0])) == 1.0 + 100.0
+
+
 # --- reading what the page printed --------------------------------------------------------------
 
 
@@ -103,6 +126,7 @@ def check_page(text: str) -> None:
     """Every table, count and verdict the page prints agrees with its own numbers."""
     setup = re.search(r"learning-rate grid: (.*)\nbudget: (\d+) steps", text)
     grid, budget = [float(x) for x in setup.group(1).split(", ")], int(setup.group(2))
+    floor = float(re.search(r"across-valley distance below (\d+)% of the start's", text).group(1))
     methods = re.search(r"methods: (.*) \((\d+)\); adaptive", text).group(1).split(", ")
     assert methods[:8] == ["GD", "Momentum", "Nesterov", "Adagrad", "RMSprop", "Adadelta",
                            "Adam", "Nadam"]
@@ -132,7 +156,7 @@ def check_page(text: str) -> None:
                         r"spends (\d+) of its (\d+) steps \((\d+)%\) on it.*?\n.*?\n"
                         r"Verdict: (GD crawls along the valley floor|GD does not spend)",
                         text, re.DOTALL)
-    assert len(crawls) == 2
+    assert len(crawls) == 2 and floor == 1  # the page's FLOOR, used by both measurements
     for (lr, floor, on_floor, total, share, verdict), rows in zip(crawls, (valley, rosenbrock)):
         assert float(lr) == rows["GD"][0]
         assert int(total) == (rows["GD"][1] or budget)
