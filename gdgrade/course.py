@@ -25,6 +25,11 @@
         imports still count, e.g. ``from gdgrade import grading``). Prints one line per finding
         and exits with status 1 when there is any.
 
+    python -m gdgrade grade [SUBMISSIONS] [--workers N] [--scheduler ADDRESS] [--force]
+        Grade every submission found (nbgrader's submitted/ layout or LMS downloads), in
+        parallel locally or on a dask.distributed cluster, into the course's autograded/,
+        feedback/, gradebook and grades.csv; resumable; prints a summary. See gdgrade.batch.
+
     python -m gdgrade held [ASSIGNMENT]
         Lists, from the course's gradebook, the submitted notebooks with grades that need
         manual grading -- student, assignment, notebook, the grade cells, and the scan's
@@ -69,11 +74,12 @@ def nbgrader_env() -> dict:
     return env
 
 
-def run_nbgrader(args, root: Path, check: bool = True) -> subprocess.CompletedProcess:
-    """``nbgrader ARGS`` in course directory ``root``, with its output captured."""
+def run_nbgrader(args, root: Path, check: bool = True, env=None) -> subprocess.CompletedProcess:
+    """``nbgrader ARGS`` in course directory ``root``, with its output captured (``env``:
+    variables to add to its environment)."""
     process = subprocess.run(
-        [sys.executable, "-m", "nbgrader", *args], cwd=root, env=nbgrader_env(), check=False,
-        capture_output=True, text=True,
+        [sys.executable, "-m", "nbgrader", *args], cwd=root, env={**nbgrader_env(), **(env or {})},
+        check=False, capture_output=True, text=True,
     )
     if check and process.returncode != 0:
         raise RuntimeError(
@@ -120,6 +126,17 @@ def main(argv=None) -> int:
     scan_parser.add_argument("--trusted", action="append", type=Path, default=None,
                              help="directories of the course's own notebooks (default: "
                                   "exercises/ and solutions/ of the course root)")
+    grade_parser = commands.add_parser(
+        "grade", help="grade every submission found, in parallel (see gdgrade.batch)")
+    grade_parser.add_argument("submissions", nargs="?", type=Path, default=None,
+                              help="nbgrader's submitted/ layout or LMS downloads "
+                                   "(default: submitted/)")
+    grade_parser.add_argument("--workers", type=int, default=2,
+                              help="local parallel jobs (default 2)")
+    grade_parser.add_argument("--scheduler", help="address of a dask.distributed scheduler, "
+                                                  "e.g. tcp://10.0.0.5:8786")
+    grade_parser.add_argument("--force", action="store_true",
+                              help="regrade submissions graded before")
     held_parser = commands.add_parser(
         "held", help="list submissions held for manual grading (exit status 1 if any)")
     held_parser.add_argument("assignment", nargs="?", help="assignment id (default: all)")
@@ -131,6 +148,17 @@ def main(argv=None) -> int:
         return 0
     if args.command == "held":
         return _print_held(root, args.assignment)
+    if args.command == "grade":
+        from gdgrade.batch import grade_all
+
+        folder = args.submissions or root / "submitted"
+        if not folder.is_dir():
+            print(f"no folder {folder}", file=sys.stderr)
+            return 2
+        summary = grade_all(root, folder, workers=args.workers, scheduler=args.scheduler,
+                            force=args.force)
+        print(summary.text())
+        return 1 if summary.failed else 0
     trusted_dirs = args.trusted or [root / "exercises", root / "solutions"]
     findings = scan_paths(args.path, locked_sources(*trusted_dirs), locked_names(*trusted_dirs))
     for finding in findings:

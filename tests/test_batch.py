@@ -1,0 +1,154 @@
+"""``python -m gdgrade grade``: a whole class in one command (gdgrade/batch.py).
+
+A temporary course receives LMS-style downloads of 03_ewma (a correct, a wrong and a tampering
+student, a file that is not JSON, one of nbformat 3, one inside a zip archive) plus a renamed
+notebook in nbgrader's layout. One run grades them on two local workers, writes the gradebook,
+autograded notebooks, feedback and grades.csv, and reports what it could not grade; a rerun
+grades only what is missing; the same jobs on a local dask cluster (two workers on loopback)
+give the same grades.
+"""
+
+import csv
+import json
+import subprocess
+import sys
+import zipfile
+
+import course_roundtrip as roundtrip
+import nbformat
+import pytest
+
+from gdgrade import batch
+
+ASSIGNMENT = "03_ewma"
+POINTS = {"ewma_tests": 4.0, "corrected_tests": 4.0, "window_tests": 2.0}
+WRONG_EWMA = """
+def ewma(theta, beta, bias_correction=False):
+    import numpy as np
+    return np.cumsum(theta) / np.arange(1, len(theta) + 1)
+"""
+TAMPER = roundtrip.solution_code(ASSIGNMENT, "ewma_answer") + """
+
+import numpy as np
+np.allclose = lambda *args, **kwargs: True
+"""
+
+
+def _write(path, nb):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, path)
+
+
+@pytest.fixture(scope="module")
+def course(tmp_path_factory):
+    root = roundtrip.make_course(tmp_path_factory.mktemp("batch_course"))
+    downloads = root / "downloaded"
+    _write(downloads / f"ann_{ASSIGNMENT}.ipynb", roundtrip.answered(ASSIGNMENT, {}))
+    _write(downloads / f"bob_{ASSIGNMENT}.ipynb",
+           roundtrip.answered(ASSIGNMENT, {"ewma_answer": WRONG_EWMA}))
+    _write(downloads / f"eve_{ASSIGNMENT}.ipynb",
+           roundtrip.answered(ASSIGNMENT, {"ewma_answer": TAMPER}))
+    (downloads / f"broken_{ASSIGNMENT}.ipynb").write_text('{"cells": [', encoding="utf-8")
+    old = {"nbformat": 3, "nbformat_minor": 0, "metadata": {}, "worksheets": [], "cells": []}
+    (downloads / f"old_{ASSIGNMENT}.ipynb").write_text(json.dumps(old), encoding="utf-8")
+    with zipfile.ZipFile(downloads / "archive.zip", "w") as archive:
+        archive.writestr(f"zoe_{ASSIGNMENT}.ipynb",
+                         nbformat.writes(roundtrip.answered(ASSIGNMENT, {})))
+    yield root
+    roundtrip.make_writable(root)
+
+
+@pytest.fixture(scope="module")
+def graded(course):
+    summary = batch.grade_all(course, course / "downloaded", workers=2, progress=False,
+                              batch_size=2)
+    return course, summary
+
+
+def totals(summary):
+    return {student: (score, total) for student, _, score, total in summary.graded}
+
+
+@pytest.mark.slow
+def test_every_gradable_submission_is_graded_and_the_rest_reported(graded):
+    _course, summary = graded
+    got = totals(summary)
+    bob = got.pop("bob")
+    assert got == {"ann": (10.0, 10.0), "zoe": (10.0, 10.0), "eve": (10.0, 10.0)}
+    assert bob[0] < 10.0 and bob[1] == 10.0
+    failed = {student: why for student, _, why in summary.failed}
+    assert set(failed) == {"broken", "old"}
+    assert "not valid JSON" in failed["broken"]
+    assert "nbformat version 3" in failed["old"]
+    held = {student: reasons for student, _, reasons in summary.held}
+    assert set(held) == {"eve"} and any("numpy" in r for r in held["eve"]), held
+    text = summary.text()
+    assert "failed to grade: 2" in text and "held for manual grading: 1" in text
+
+
+@pytest.mark.slow
+def test_the_course_gets_gradebook_files_and_csv(graded):
+    course, _ = graded
+    scores, manual = roundtrip.gradebook_grades(course, ASSIGNMENT, ["ann", "bob", "eve"])
+    assert scores["ann"] == POINTS
+    assert scores["bob"]["ewma_tests"] == 0.0
+    assert any(manual["eve"].values()) and not any(manual["ann"].values())
+    for student in ("ann", "bob", "eve", "zoe"):
+        assert (course / "submitted" / student / ASSIGNMENT / f"{ASSIGNMENT}.ipynb").is_file()
+        assert (course / "autograded" / student / ASSIGNMENT / f"{ASSIGNMENT}.ipynb").is_file()
+        html = (course / "feedback" / student / ASSIGNMENT / f"{ASSIGNMENT}.html").read_text()
+        assert "HIDDEN TESTS" not in html
+    with open(course / "grades.csv", encoding="utf-8") as f:
+        rows = {row["student_id"]: row for row in csv.DictReader(f)}
+    assert float(rows["bob"]["score"]) == sum(scores["bob"].values())
+    assert rows["eve"]["needs_manual_grade"] == "yes"
+
+
+@pytest.mark.slow
+def test_a_rerun_grades_only_what_is_missing(graded):
+    course, _ = graded
+    again = batch.grade_all(course, course / "downloaded", workers=2, progress=False)
+    assert again.graded == [] and again.skipped == 4
+    batch._done_mark(course, "bob", ASSIGNMENT).unlink()  # as if killed before bob's merge
+    resumed = batch.grade_all(course, course / "downloaded", workers=2, progress=False)
+    assert set(totals(resumed)) == {"bob"} and resumed.skipped == 3
+
+
+@pytest.mark.slow
+def test_a_renamed_notebook_in_nbgrader_layout_is_graded_and_reported(course, tmp_path):
+    folder = tmp_path / "submitted"
+    _write(folder / "kim" / ASSIGNMENT / "my_copy.ipynb", roundtrip.answered(ASSIGNMENT, {}))
+    summary = batch.grade_all(course, folder, workers=1, progress=False)
+    assert totals(summary) == {"kim": (10.0, 10.0)}
+    assert any("submitted as my_copy.ipynb" in note for note in summary.notes)
+
+
+@pytest.mark.slow
+def test_a_dask_cluster_gives_the_same_grades(graded, tmp_path):
+    distributed = pytest.importorskip("distributed")
+    course, local = graded
+    jobs_course = roundtrip.make_course(tmp_path / "course")
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  host="127.0.0.1", dashboard_address=None) as cluster:
+        remote = batch.grade_all(jobs_course, course / "downloaded", scheduler=cluster.scheduler_address,
+                                 progress=False, batch_size=2)
+    assert totals(remote) == totals(local)
+    assert sorted(remote.failed) == sorted(local.failed)
+    roundtrip.make_writable(jobs_course)
+
+
+def test_the_command_line_reports_a_missing_folder(tmp_path):
+    process = subprocess.run([sys.executable, "-m", "gdgrade", "grade", str(tmp_path / "none")],
+                             capture_output=True, text=True, check=False)
+    assert process.returncode == 2 and "no folder" in process.stderr
+
+
+def test_submissions_are_found_in_both_layouts(tmp_path):
+    nb = nbformat.writes(nbformat.v4.new_notebook())
+    (tmp_path / "a" / "01_losses").mkdir(parents=True)
+    (tmp_path / "a" / "01_losses" / "01_losses.ipynb").write_text(nb)
+    (tmp_path / "jane_doe_02_sgd.ipynb").write_text(nb)
+    (tmp_path / "stray.ipynb").write_text(nb)
+    found = batch.find_submissions(tmp_path, {"01_losses", "02_sgd"})
+    assert [(s.student, s.assignment, s.problem) for s in found] == [
+        ("a", "01_losses", ""), ("jane_doe", "02_sgd", "")]
