@@ -10,7 +10,7 @@ STAMP  := $(VENV)/.installed
 # nbgrader and jupyter-book start subprocesses (alembic, kernels): the venv's bin/ must be on PATH.
 export PATH := $(BIN):$(PATH)
 
-.PHONY: book test validate lint exercises scan clean
+.PHONY: book test validate grade lint exercises scan clean
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -50,6 +50,12 @@ lint: $(STAMP)
 # Regenerate the student notebooks in exercises/ from the nbgrader sources in solutions/.
 exercises: $(STAMP)
 	$(BIN)/python -m gdgrade release
+
+# Grade every submission in DIR (nbgrader's submitted/ layout or LMS downloads) in parallel:
+# make grade DIR=downloaded/01_losses [SCHEDULER=tcp://host:8786]  (see gdgrade/batch.py)
+SCHEDULER ?=
+grade: $(STAMP)
+	$(BIN)/python -m gdgrade grade $(DIR) $(if $(SCHEDULER),--scheduler $(SCHEDULER))
 
 # Flag submissions that tamper with grading (see gdgrade/scan.py): make scan DIR=submitted
 DIR ?= submitted
