@@ -65,6 +65,7 @@ METHOD_COLORS = {
     "Adadelta": PALETTE[5],  # sky blue
     "Adam": "#332288",  # indigo (Tol's muted palette)
     "Nadam": PALETTE[3],  # orange
+    "AdamW": "#882255",  # wine (Tol's muted palette)
 }
 
 # Level lines under optimizer paths: a light grey, so that every palette colour stands out.
