@@ -379,3 +379,17 @@ def test_nesterov_page_computes_what_its_text_states(book_build):
     assert abs(gd_late + 1) < 0.05 and abs(nag_late + 2) < 0.1, (gd_late, nag_late)
     ratios = [float(x) for x in re.findall(r"largest error / bound, [^:]*:\s*(\S+)", text)]
     assert len(ratios) == 2 and max(ratios) <= 1.0, ratios
+    # The overshoot compared like with like, and the thresholds across the ravine (issue 12).
+    prose = "".join(c.source for c in roundtrip.read(PAGES["nesterov"]).cells
+                    if c.cell_type == "markdown")
+    peaks = dict(re.findall(r"largest theta_2 of (momentum|NAG \(seeds' form\)): (\S+)", text))
+    nag_peak, momentum_peak = peaks["NAG (seeds' form)"], peaks["momentum"]
+    assert f"peaks at\n${nag_peak}$ against momentum's ${momentum_peak}$" in prose
+    faster, converges = re.search(r"faster than momentum up to lr \* L = ([\d.]+); NAG converges "
+                                  r"up to lr \* L = ([\d.]+)", text).groups()
+    assert f"below about {faster}" in prose
+    closed = re.search(r"2\(1\+\\beta\)/\(1\+2\\beta\) = ([\d.]+)\$", prose).group(1)
+    assert abs(float(closed) - float(converges)) < 0.01, (closed, converges)
+    nag_rate, momentum_rate = re.search(r"at lr \* L = 1.2: NAG ([\d.]+) per step, momentum "
+                                        r"([\d.]+)", text).groups()
+    assert f"{nag_rate} per step\nagainst {momentum_rate}" in prose
