@@ -361,6 +361,12 @@ def test_momentum_page_computes_what_its_text_states(book_build):
     # Lemma 3.1 (2 checks) and the three conventions plus torch (3 checks), to rounding.
     differences = equivalences(text)
     assert len(differences) == 5 and max(differences) < 1e-13, differences
+    # torch's dampening against form (c): the numbers of the Convention box (issue 12).
+    prose = "".join(c.source for c in roundtrip.read(PAGES["momentum"]).cells
+                    if c.cell_type == "markdown")
+    buffers = re.search(r"torch buffer, dampening=beta: (.*)", text).group(1)
+    averages = re.search(r"moving average \(form \(c\)\):\s+(.*)", text).group(1)
+    assert f"buffer is ${buffers}$ and the\nmoving average ${averages}$" in prose
 
 
 @pytest.mark.slow
