@@ -484,10 +484,13 @@ def test_bibliography_lists_the_optimizer_papers(book_html):
 
 
 GLOSSARY = [  # chapters 1-4: (English term, Korean term as the seeds write it)
+    ("0-1 loss", "0-1 손실"),
     ("batch gradient descent", "배치 경사 하강법"),
     ("batch size", "배치 크기"),
     ("bias correction", "편향 보정"),
+    ("condition number", "조건수"),
     ("convergence condition", "수렴 조건"),
+    ("convex function", "볼록 함수"),
     ("cross-entropy", "교차 엔트로피"),
     ("early stopping", "조기 종료"),
     ("empirical risk", "경험적 위험도"),
@@ -498,7 +501,9 @@ GLOSSARY = [  # chapters 1-4: (English term, Korean term as the seeds write it)
     ("hinge loss", "힌지 손실"),
     ("learning rate", "학습률"),
     ("learning rate decay", "학습률 감쇠"),
+    ("L-smooth", "L-평활"),
     ("logit", "로짓"),
+    ("look-ahead point", "예측 지점"),
     ("loss function", "손실 함수"),
     ("mean absolute error", "평균 절대 오차"),
     ("mean squared error", "평균 제곱 오차"),
@@ -514,6 +519,7 @@ GLOSSARY = [  # chapters 1-4: (English term, Korean term as the seeds write it)
     ("stochastic gradient descent", "확률적 경사 하강법"),
     ("surrogate loss function", "대리 손실 함수"),
     ("vectorization", "벡터화"),
+    ("velocity", "속도"),
 ]
 
 
