@@ -397,22 +397,46 @@ def verify_cells(cells, grade_cells: dict, hidden=(), sandbox: bool | None = Non
     """Grade a submission out of process. ``cells``: the notebook's code cells in order, as
     ``(grade_id or None, source)``; ``grade_cells``: ``{grade_id: (source, points)}``, the
     instructor's grade cells (their sources replace the notebook's). Returns a ``Verified`` per
-    grade cell, in notebook order."""
-    results = []
-    with AnswerProcess(hidden, sandbox=sandbox, call_timeout=call_timeout) as answers:
+    grade cell, in notebook order.
+
+    When the answer process ends or is stopped (a cell that kills it, exits, loops for ever,
+    or an answer that does so while a test calls it), what it was doing fails -- the grade cell
+    being run gets 0 -- and a fresh process replays the cells that ran before, without the one
+    that ended it: the honest cells that follow are graded as usual."""
+    results, done = [], []  # done: sources of the cells that ran to their end
+    options = {"hidden": hidden, "sandbox": sandbox, "call_timeout": call_timeout}
+    answers = AnswerProcess(**options)
+    try:
         for grade_id, source in cells:
+            if answers.failure:
+                answers.close()
+                answers = _replayed(done, options)
             if grade_id in grade_cells:
                 test_source, points = grade_cells[grade_id]
                 results.append(_run_grade_cell(answers, grade_id, test_source, points))
-            elif not answers.failure:
-                try:
-                    answers.run_cell(_python_only(source))
-                except AnswerProcessError:
-                    pass  # the next grade cells report it
+                continue
+            try:
+                answers.run_cell(_python_only(source))
+                done.append(_python_only(source))
+            except AnswerProcessError:
+                pass  # this cell is dropped; the next one starts a fresh process
+    finally:
+        answers.close()
     seen = {r.grade_id for r in results}
     results += [Verified(g, 0.0, points, "this grade cell is not in the notebook")
                 for g, (_, points) in grade_cells.items() if g not in seen]
     return results
+
+
+def _replayed(sources, options) -> AnswerProcess:
+    """A fresh answer process that has run ``sources`` (cells that ended normally before)."""
+    answers = AnswerProcess(**options)
+    for source in sources:
+        try:
+            answers.run_cell(source)
+        except AnswerProcessError:  # it ended this time: give up replaying, later cells fail
+            break
+    return answers
 
 
 def _python_only(source: str) -> str:

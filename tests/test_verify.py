@@ -123,15 +123,24 @@ def test_an_infinite_loop_is_stopped_and_the_rest_still_graded():
     results = grade("01_losses", {"hinge_answer": HINGE_DEF + "    while True:\n        pass\n"},
                     call_timeout=3.0)
     assert time.monotonic() - start < 30
-    assert scores(results) == dict.fromkeys(POINTS_01, 0.0)  # the process is gone afterwards
+    assert scores(results) == {**POINTS_01, "hinge_tests": 0.0}
     assert "did not finish within 3 s" in messages(results)["hinge_tests"]
 
 
-def test_a_process_that_exits_loses_the_cells_it_took_with_it():
+def test_an_answer_that_ends_its_process_fails_only_its_own_cell():
     answer = HINGE_DEF + "    import os\n    os._exit(0)\n"
     results = grade("01_losses", {"hinge_answer": answer})
-    assert scores(results) == dict.fromkeys(POINTS_01, 0.0)
-    assert "ended" in messages(results)["ce_tests"]
+    assert scores(results) == {**POINTS_01, "hinge_tests": 0.0}
+    assert "ended" in messages(results)["hinge_tests"]
+
+
+def test_a_cell_that_kills_its_process_is_dropped_and_the_rest_graded():
+    killer = "import os, signal\nos.kill(os.getpid(), signal.SIGKILL)\n"
+    results = grade("01_losses", {"hinge_answer": killer
+                                  + roundtrip.solution_code("01_losses", "hinge_answer")})
+    assert scores(results) == {**POINTS_01, "hinge_tests": 0.0}  # hinge was never defined
+    assert "NameError" in messages(results)["hinge_tests"] or "hinge" in messages(results)[
+        "hinge_tests"]
 
 
 def test_printing_fake_replies_changes_nothing():
