@@ -43,6 +43,7 @@ import tempfile
 import zipfile
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
+from html import escape as html_escape
 from pathlib import Path
 
 import nbformat
@@ -50,6 +51,7 @@ from nbgrader.api import Gradebook, MissingEntry
 
 from gdgrade.course import assignments, run_nbgrader
 from gdgrade.nbgrader_plugins import _scan_report, gradebook_url
+from gdgrade.verify import verify_notebook
 
 DONE_MARK = ".gdgrade"
 BATCH_SIZE = 12
@@ -174,9 +176,7 @@ def _batch_result(gb, course: Path, assignment: str, student: str, log: str) -> 
     except MissingEntry:
         notebook = None
     if notebook is None or not autograded:
-        lines = [line for line in log.splitlines() if student in line or "rror" in line]
-        return {"error": "nbgrader could not autograde it: " + (
-            " | ".join(lines[-4:]) or "no output")}
+        return _verified_only(gb, course, assignment, student, log)
     return {
         "scores": {g.name: g.score for g in notebook.grades},
         "max": {g.name: g.max_score for g in notebook.grades},
@@ -185,6 +185,46 @@ def _batch_result(gb, course: Path, assignment: str, student: str, log: str) -> 
         "autograded": autograded,
         "feedback": _read(course / "feedback" / student / assignment / f"{assignment}.html"),
         "error": "",
+    }
+
+
+KERNEL_DIED_NOTE = ("Held for manual grading: nbgrader could not run this notebook to its end "
+                    "(its kernel died or it could not be executed), so it has no in-kernel "
+                    "results; the scores are those of the out-of-process verification.")
+
+
+def _verified_only(gb, course: Path, assignment: str, student: str, log: str) -> dict:
+    """The result of a submission nbgrader failed to autograde (a kernel that died, a
+    notebook it could not execute): graded by the out-of-process verification alone, and held
+    for manual grading with the reason. An error only when even that is impossible."""
+    source = gb.find_notebook(assignment, assignment)
+    texts = {cell.name: cell.source for cell in source.source_cells}
+    grade_cells = {cell.name: (texts.get(cell.name, ""), float(cell.max_score))
+                   for cell in source.grade_cells if cell.cell_type == "code"}
+    path = course / "submitted" / student / assignment / f"{assignment}.ipynb"
+    try:
+        nb = nbformat.read(path, as_version=4)
+        verified = verify_notebook(nb, grade_cells, root=course)
+    except Exception as error:  # noqa: BLE001 - reported in the summary
+        lines = [line for line in log.splitlines() if f"'{student}'" in line]
+        return {"error": f"could not be graded ({type(error).__name__}: {error}); nbgrader: "
+                         + (" | ".join(lines[-2:]) or "no output")}
+    died = "DeadKernelError" in log
+    why = "its kernel died" if died else "nbgrader could not execute it"
+    note = KERNEL_DIED_NOTE.replace("(its kernel died or it could not be executed)", f"({why})")
+    report = "\n".join(f"{r.grade_id}: {r.score:g} of {r.points:g}"
+                       + (f" ({r.message})" if r.message else "") for r in verified)
+    html = ("<html><body><h1>Feedback</h1><p>" + html_escape(note) + "</p><pre>"
+            + html_escape(report) + "</pre></body></html>")
+    return {
+        "scores": {r.grade_id: r.score for r in verified},
+        "max": {r.grade_id: r.points for r in verified},
+        "manual": {r.grade_id: True for r in verified},
+        "comments": {cell.name: note + "\n" + report for cell in source.solution_cells},
+        "autograded": path.read_bytes(),
+        "feedback": html.encode(),
+        "error": "",
+        "note": why,
     }
 
 
@@ -309,8 +349,10 @@ def grade_all(root: Path, folder: Path, *, workers: int = 2, scheduler: str | No
                 summary.graded.append((sub.student, assignment, sum(result["scores"].values()),
                                        sum(result["max"].values())))
                 if any(result["manual"].values()):
-                    reasons = _scan_report(_Comment(t) for t in result["comments"].values())
-                    summary.held.append((sub.student, assignment, list(reasons)))
+                    reasons = list(_scan_report(_Comment(t) for t in result["comments"].values()))
+                    if result.get("note"):
+                        reasons.insert(0, f"{result['note']}: graded out of process only")
+                    summary.held.append((sub.student, assignment, reasons))
             bar.update(1)
     bar.close()
     if summary.graded:

@@ -22,9 +22,10 @@ from pathlib import Path
 from nbgrader.api import Gradebook
 from nbgrader.plugins import CsvExportPlugin
 from nbgrader.preprocessors import NbGraderPreprocessor
+from traitlets import Float
 
 from gdgrade.scan import course_names, scan_notebook
-from gdgrade.verify import verify_notebook
+from gdgrade.verify import CALL_TIMEOUT, verify_notebook
 
 # --------------------------------------------------------------------------------------------
 # nbgrader integration
@@ -79,6 +80,9 @@ class VerifyAnswers(NbGraderPreprocessor):
     Where a verified score differs from the kernel's, the log and the comments of the answer
     cells say which cells and why (the kernel's outputs stay in the notebook as feedback)."""
 
+    call_timeout = Float(CALL_TIMEOUT, help="seconds one call of an answer may take").tag(
+        config=True)
+
     def preprocess(self, nb, resources):
         info = resources["nbgrader"]
         notebook, assignment, student = info["notebook"], info["assignment"], info["student"]
@@ -88,7 +92,8 @@ class VerifyAnswers(NbGraderPreprocessor):
             grade_cells = {cell.name: (sources.get(cell.name, ""), float(cell.max_score))
                            for cell in source.grade_cells if cell.cell_type == "code"}
             root = Path(info["db_url"].removeprefix("sqlite:///")).parent
-            verified = verify_notebook(nb, grade_cells, root=root)
+            verified = verify_notebook(nb, grade_cells, root=root,
+                                       call_timeout=self.call_timeout)
             submitted = gb.find_submission_notebook(notebook, assignment, student)
             grades = {grade.name: grade for grade in submitted.grades}
             changes = []

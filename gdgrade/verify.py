@@ -445,10 +445,11 @@ def _python_only(source: str) -> str:
                      for line in source.splitlines())
 
 
-def verify_notebook(nb, grade_cells: dict, root=None, sandbox: bool | None = None) -> list:
+def verify_notebook(nb, grade_cells: dict, root=None, sandbox: bool | None = None,
+                    call_timeout: float = CALL_TIMEOUT) -> list:
     """``verify_cells`` for an nbformat notebook of the course at ``root`` (whose private
     files the answer process must not see)."""
     cells = [(cell.get("metadata", {}).get("nbgrader", {}).get("grade_id"), cell.source)
              for cell in nb.cells if cell.cell_type == "code"]
     hidden = course_hidden_paths(root) if root else []
-    return verify_cells(cells, grade_cells, hidden, sandbox)
+    return verify_cells(cells, grade_cells, hidden, sandbox, call_timeout)
