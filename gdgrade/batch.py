@@ -31,6 +31,7 @@ under another name (graded under the assignment's name, and said so).
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import math
@@ -123,10 +124,24 @@ def find_submissions(folder: Path, known) -> list:
 # --- one job: a batch of one assignment, graded in a temporary course ---------------------------
 
 
+_TEMPLATES: dict = {}  # (config, solution folder) digest -> template archive, per process
+
+
 def template_course(root: Path, assignment: str) -> bytes:
     """A tar archive of a course that can autograde ``assignment``: ``nbgrader_config.py`` and
     a gradebook in which ``generate_assignment`` registered it (no solutions folder: the
-    gradebook holds the test cells)."""
+    gradebook holds the test cells). Made once per process for the same sources."""
+    digest = hashlib.sha256((Path(root) / "nbgrader_config.py").read_bytes())
+    for path in sorted((Path(root) / "solutions" / assignment).rglob("*")):
+        if path.is_file():
+            digest.update(path.name.encode() + path.read_bytes())
+    key = digest.hexdigest()
+    if key not in _TEMPLATES:
+        _TEMPLATES[key] = _make_template(root, assignment)
+    return _TEMPLATES[key]
+
+
+def _make_template(root: Path, assignment: str) -> bytes:
     with tempfile.TemporaryDirectory(prefix="gdgrade-template-") as tmp:
         course = Path(tmp)
         shutil.copy(Path(root) / "nbgrader_config.py", course)

@@ -1,8 +1,8 @@
 """``python -m gdgrade grade``: a whole class in one command (gdgrade/batch.py).
 
-A temporary course receives LMS-style downloads of 03_ewma (a correct, a wrong and a tampering
-student, a file that is not JSON, one of nbformat 3, one inside a zip archive) plus a renamed
-notebook in nbgrader's layout. One run grades them on two local workers, writes the gradebook,
+A temporary course receives LMS-style downloads of 03_ewma (a correct and a wrong student, a
+file that is not JSON, one of nbformat 3, one inside a zip archive) plus a renamed notebook in
+nbgrader's layout (dishonest submissions are tests/test_adversarial.py's). One run grades them on two local workers, writes the gradebook,
 autograded notebooks, feedback and grades.csv, and reports what it could not grade; a rerun
 grades only what is missing; the same jobs on a local dask cluster (two workers on loopback)
 give the same grades.
@@ -27,11 +27,6 @@ def ewma(theta, beta, bias_correction=False):
     import numpy as np
     return np.cumsum(theta) / np.arange(1, len(theta) + 1)
 """
-TAMPER = roundtrip.solution_code(ASSIGNMENT, "ewma_answer") + """
-
-import numpy as np
-np.allclose = lambda *args, **kwargs: True
-"""
 
 
 def _write(path, nb):
@@ -46,8 +41,6 @@ def course(tmp_path_factory):
     _write(downloads / f"ann_{ASSIGNMENT}.ipynb", roundtrip.answered(ASSIGNMENT, {}))
     _write(downloads / f"bob_{ASSIGNMENT}.ipynb",
            roundtrip.answered(ASSIGNMENT, {"ewma_answer": WRONG_EWMA}))
-    _write(downloads / f"eve_{ASSIGNMENT}.ipynb",
-           roundtrip.answered(ASSIGNMENT, {"ewma_answer": TAMPER}))
     (downloads / f"broken_{ASSIGNMENT}.ipynb").write_text('{"cells": [', encoding="utf-8")
     old = {"nbformat": 3, "nbformat_minor": 0, "metadata": {}, "worksheets": [], "cells": []}
     (downloads / f"old_{ASSIGNMENT}.ipynb").write_text(json.dumps(old), encoding="utf-8")
@@ -60,8 +53,7 @@ def course(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def graded(course):
-    summary = batch.grade_all(course, course / "downloaded", workers=2, progress=False,
-                              batch_size=2)
+    summary = batch.grade_all(course, course / "downloaded", workers=2, progress=False)
     return course, summary
 
 
@@ -74,26 +66,25 @@ def test_every_gradable_submission_is_graded_and_the_rest_reported(graded):
     _course, summary = graded
     got = totals(summary)
     bob = got.pop("bob")
-    assert got == {"ann": (10.0, 10.0), "zoe": (10.0, 10.0), "eve": (10.0, 10.0)}
+    assert got == {"ann": (10.0, 10.0), "zoe": (10.0, 10.0)}
     assert bob[0] < 10.0 and bob[1] == 10.0
     failed = {student: why for student, _, why in summary.failed}
     assert set(failed) == {"broken", "old"}
     assert "not valid JSON" in failed["broken"]
     assert "nbformat version 3" in failed["old"]
-    held = {student: reasons for student, _, reasons in summary.held}
-    assert set(held) == {"eve"} and any("numpy" in r for r in held["eve"]), held
+    assert summary.held == []
     text = summary.text()
-    assert "failed to grade: 2" in text and "held for manual grading: 1" in text
+    assert "failed to grade: 2" in text and "held for manual grading: 0" in text
 
 
 @pytest.mark.slow
 def test_the_course_gets_gradebook_files_and_csv(graded):
     course, _ = graded
-    scores, manual = roundtrip.gradebook_grades(course, ASSIGNMENT, ["ann", "bob", "eve"])
+    scores, manual = roundtrip.gradebook_grades(course, ASSIGNMENT, ["ann", "bob"])
     assert scores["ann"] == POINTS
     assert scores["bob"]["ewma_tests"] == 0.0
-    assert any(manual["eve"].values()) and not any(manual["ann"].values())
-    for student in ("ann", "bob", "eve", "zoe"):
+    assert not any(manual["ann"].values())
+    for student in ("ann", "bob", "zoe"):
         assert (course / "submitted" / student / ASSIGNMENT / f"{ASSIGNMENT}.ipynb").is_file()
         assert (course / "autograded" / student / ASSIGNMENT / f"{ASSIGNMENT}.ipynb").is_file()
         html = (course / "feedback" / student / ASSIGNMENT / f"{ASSIGNMENT}.html").read_text()
@@ -101,17 +92,17 @@ def test_the_course_gets_gradebook_files_and_csv(graded):
     with open(course / "grades.csv", encoding="utf-8") as f:
         rows = {row["student_id"]: row for row in csv.DictReader(f)}
     assert float(rows["bob"]["score"]) == sum(scores["bob"].values())
-    assert rows["eve"]["needs_manual_grade"] == "yes"
+    assert rows["ann"]["needs_manual_grade"] == ""
 
 
 @pytest.mark.slow
 def test_a_rerun_grades_only_what_is_missing(graded):
     course, _ = graded
     again = batch.grade_all(course, course / "downloaded", workers=2, progress=False)
-    assert again.graded == [] and again.skipped == 4
+    assert again.graded == [] and again.skipped == 3
     batch._done_mark(course, "bob", ASSIGNMENT).unlink()  # as if killed before bob's merge
     resumed = batch.grade_all(course, course / "downloaded", workers=2, progress=False)
-    assert set(totals(resumed)) == {"bob"} and resumed.skipped == 3
+    assert set(totals(resumed)) == {"bob"} and resumed.skipped == 2
 
 
 @pytest.mark.slow
