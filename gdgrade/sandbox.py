@@ -58,7 +58,10 @@ SANDBOX_VARIABLE = "GDGRADE_SANDBOX"
 # Resource limits of a sandboxed kernel: (resource, soft = hard limit). Address space is
 # generous because numpy/torch reserve far more virtual memory than they touch.
 RESOURCE_LIMITS = {
-    "RLIMIT_NPROC": 512,  # processes and threads: a fork bomb stops there
+    # Processes and threads: a fork bomb stops there. Linux counts every process of the real
+    # user on the machine against it (the namespace does not change that), so it leaves room
+    # for the instructor's other work.
+    "RLIMIT_NPROC": 1024,
     "RLIMIT_AS": 16 * 2**30,  # bytes of address space
     "RLIMIT_CPU": 900,  # CPU seconds for the whole notebook
     "RLIMIT_FSIZE": 256 * 2**20,  # largest file it may write (in its tmpfs)
