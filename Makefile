@@ -27,6 +27,7 @@ book: $(STAMP)
 	@if [ -d _build ] && [ "$$(cat _build/.gdlib-hash 2>/dev/null)" != "$(GDLIB_HASH)" ]; then \
 		echo "gdlib changed since the last build: re-executing every notebook"; \
 		rm -rf _build/.jupyter_cache _build/.doctrees; fi
+	$(BIN)/python book/_ext/preexecute.py .
 	$(BIN)/jupyter-book build . -n -W --keep-going
 	@echo $(GDLIB_HASH) > _build/.gdlib-hash
 	@echo "Book built: open _build/html/index.html"

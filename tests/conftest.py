@@ -50,6 +50,9 @@ def _build_book(out: Path) -> BookBuild:
     bin_dir = Path(sys.executable).parent  # the venv: jupyter-book and the kernels live there
     env = dict(os.environ, PATH=f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
                PYTHONDONTWRITEBYTECODE="1")
+    # Execute the notebooks on every core first (book/_ext/preexecute.py), as `make book` does.
+    subprocess.run([sys.executable, str(REPO / "book" / "_ext" / "preexecute.py"), str(out)],
+                   check=False, cwd=REPO, env=env, capture_output=True, timeout=3600)
     command = [str(bin_dir / "jupyter-book"), "build", str(REPO), "--path-output", str(out),
                "-n", "-W", "--keep-going"]
     proc = subprocess.run(command, check=False, cwd=REPO, env=env, capture_output=True,
