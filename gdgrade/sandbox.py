@@ -191,8 +191,10 @@ def _set_limits() -> None:
 
 
 def _kernel_environment(home: Path, scratch: Path) -> dict:
+    # Never the instructor's secrets: GDCOURSE_GRADING_SALT makes the hidden inputs of the
+    # out-of-process verification unpredictable, and code in the kernel could print it.
     env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("JPY_", "JUPYTER_")) and k != SANDBOX_VARIABLE}
+           if not k.startswith(("JPY_", "JUPYTER_", "GDCOURSE_")) and k != SANDBOX_VARIABLE}
     env.update(HOME=str(home), TMPDIR=str(scratch), IPYTHONDIR=str(home / ".ipython"),
                MPLCONFIGDIR=str(home / ".matplotlib"), JUPYTER_RUNTIME_DIR=str(home / "runtime"),
                JUPYTER_DATA_DIR=str(home / "jupyter"), PYTHONDONTWRITEBYTECODE="1")

@@ -130,6 +130,16 @@ def test_no_other_process_is_visible_and_limits_are_set(tmp_path):
     assert result["no_new_privs"] == "1"
 
 
+def test_the_grading_salt_never_reaches_the_kernel(tmp_path, monkeypatch):
+    monkeypatch.setenv("GDCOURSE_GRADING_SALT", "the instructor's secret")
+    program = """
+    import json, os
+    print(json.dumps([os.environ.get("GDCOURSE_GRADING_SALT"),
+                      "secret" in open("/proc/self/environ", errors="ignore").read()]))
+    """
+    assert confined(tmp_path, program) == [None, False]
+
+
 def test_a_program_exit_status_comes_back(tmp_path):
     connection = tmp_path / "kernel.json"
     connection.write_text("{}")
