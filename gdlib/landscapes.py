@@ -221,8 +221,8 @@ def offline_player(html: str) -> str:
 
 
 # Colours for paths whose label has no entry in plotting.METHOD_COLORS (e.g. a rule added to
-# gdlib.optim later): Tol's muted wine, teal, sand and grey, none of them a method's colour.
-EXTRA_COLORS = ("#882255", "#44AA99", "#DDCC77", "#777777")
+# gdlib.optim later): Tol's muted teal, sand, rose and grey, none of them a method's colour.
+EXTRA_COLORS = ("#44AA99", "#DDCC77", "#CC6677", "#777777")
 
 
 def _path_colors(labels, colors):

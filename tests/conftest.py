@@ -16,8 +16,10 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import nbformat
 import pytest
 from filelock import FileLock
+from jupyter_cache import get_cache
 
 REPO = Path(__file__).resolve().parents[1]
 LOG_TAIL_LINES = 40
@@ -40,9 +42,23 @@ class BookBuild:
 
 
     def executed(self, notebook: Path) -> Path:
-        """The copy of a book notebook (a path in the repository) that the build executed."""
+        """A book notebook (a path in the repository) with the outputs the build executed.
+
+        They are read from the build's execution cache (``_build/.jupyter_cache``): the
+        notebooks myst-nb writes to ``_build/jupyter_execute`` lack their outputs when they
+        came from the cache, which is how every notebook comes (book/_ext/preexecute.py)."""
         relative = Path(notebook).resolve().relative_to(REPO).with_suffix(".ipynb")
-        return self.html.parent / "jupyter_execute" / relative
+        merged = self.html.parent / "executed_from_cache" / relative
+        if not merged.is_file():
+            cache = get_cache(str(self.html.parent / ".jupyter_cache"))
+            nb = nbformat.read(REPO / relative, as_version=4)
+            try:
+                _, nb = cache.merge_match_into_notebook(nb)
+            except KeyError:  # not in the cache: the build's own copy, if it executed it
+                nb = nbformat.read(self.html.parent / "jupyter_execute" / relative, as_version=4)
+            merged.parent.mkdir(parents=True, exist_ok=True)
+            nbformat.write(nb, merged)
+        return merged
 
 
 def _build_book(out: Path) -> BookBuild:

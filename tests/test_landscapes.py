@@ -303,7 +303,7 @@ def test_race_figure_has_titles_labels_and_one_legend(f):
 
 
 def test_unknown_methods_get_colours_no_method_uses():
-    colors = landscapes._path_colors(["GD", "AdamW", "Other"], None)
+    colors = landscapes._path_colors(["GD", "NewRule", "Other"], None)
     assert colors[0] == plotting.METHOD_COLORS["GD"]
     assert not set(colors[1:]) & set(plotting.METHOD_COLORS.values())
     assert colors[1] != colors[2]
