@@ -10,6 +10,7 @@ numbers each page's text states against what its code prints.
 
 import ast
 import builtins
+import re
 from pathlib import Path
 
 import course_roundtrip as roundtrip
@@ -204,3 +205,57 @@ def test_answer_that_calls_gdlib_gets_zero(graded):
 def test_honest_submissions_are_not_held_for_manual_grading(graded):
     for student in ("correct", "unanswered", "wrong", "subtle", "tables_only"):
         assert not any(graded.manual[student].values()), student
+
+
+# --- slow: the book pages (read from the run's book build) ----------------------------------
+
+
+def _differences(text: str) -> list[float]:
+    return [float(x) for x in re.findall(r"max \|difference\| = (\S+)", text)]
+
+
+def _prose(path) -> str:
+    return "".join(c.source for c in roundtrip.read(path).cells if c.cell_type == "markdown")
+
+
+@pytest.mark.slow
+def test_adam_page_states_what_it_computes(book_build):
+    text = roundtrip.run_page(PAGES["adam"], book_build)
+    words = _prose(PAGES["adam"])
+    differences = _differences(text)  # m, v against ewma; Adam and AdamW against torch
+    assert len(differences) == 4 and max(differences) < 1e-13, differences
+    ratios = re.search(r"at t = 1: (\S+), t = 10: (\S+), t = 50: (\S+); largest (\S+) at t = "
+                       r"(\d+)", text).groups()
+    first, _, at_50, largest, when = ratios
+    assert f"\\approx {first}$ times the corrected one" in words.replace("\n", " ")
+    assert f"to {largest} at\n$t = {when}$" in words and f"({at_50} at $t = 50$)" in words
+    steps = dict(re.findall(r"g = (\S+): first step \S+ with eps outside the root, (\S+) inside",
+                            text))
+    assert f"from 1.0 to {float(steps['0.0001']):.2f}" in words
+    assert f"to {float(steps['1e-06']):.2f}" in words
+    l2 = re.search(r"Adam \+ L2 after 20000 steps:\s+\[(\S+) (\S+)\]", text).groups()
+    assert re.search(r"minimizer of the penalized loss: \[" + r" ".join(map(re.escape, l2)), text)
+    assert f"stays\nat {l2[0]}" in words and f"pulled down to {l2[1]}" in words
+    offsets = [abs(float(x)) for x in re.search(r"AdamW after 20000 steps:\s+theta - target = "
+                                                r"\((\S+), (\S+)\)", text).groups()]
+    assert max(offsets) < 1e-4 and max(offsets) / min(offsets) < 1.2  # "nearly the same amount"
+
+
+@pytest.mark.slow
+def test_nadam_page_states_what_it_computes(book_build):
+    text = roundtrip.run_page(PAGES["nadam"], book_build)
+    words = _prose(PAGES["nadam"])
+    differences = _differences(text)
+    assert len(differences) == 2 and differences[0] < 1e-13 and differences[1] < 1e-8
+    factors = dict(re.findall(r"t = +(\d+): beta1 m_\(t-1\) / \(1 - beta1\^t\) = (\S+)", text))
+    assert f"$t = 2$ ({factors['2']})" in words and f"$t = 10$ on ({factors['10']})" in words
+    firsts = dict(re.findall(r"(eq 42|Dozat|PyTorch) (\d\.\d+)", text))
+    assert f"${float(firsts['eq 42']):.1f}\\,g_1$" in words
+    assert f"${firsts['Dozat']}\\,g_1$" in words
+    assert float(firsts["PyTorch"]) < float(firsts["Dozat"]) < float(firsts["eq 42"])
+    late = re.search(r"mu_10000 = (\S+)", text).group(1)
+    assert f"({float(late):.2f} after 10,000 steps" in words
+    reached = {k: int(v) for k, v in re.findall(r"(Adam|Nadam \(eq 42\)|Nadam \(PyTorch form\)) "
+                                                 r"(\d+)", text.split("first step below 1e-3:")[1])}
+    for name in ("Nadam (eq 42)", "Nadam (PyTorch form)"):
+        assert 0.6 < reached[name] / reached["Adam"] < 0.75  # "about two thirds"
