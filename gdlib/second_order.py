@@ -48,6 +48,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
+import scipy.linalg
 
 from gdlib import arrays
 
@@ -327,10 +328,11 @@ def newton_step(grad, hessian):
     ``NonFiniteError`` on NaN/infinity. ``grad`` shape ``(k,)``, ``hessian`` ``(k, k)``.
     """
     g, H = _newton_inputs(grad, hessian)
-    if np.linalg.cond(H) > 1 / np.finfo(H.dtype).eps:
+    condition = np.linalg.cond(H)
+    if not condition < 1 / np.finfo(H.dtype).eps:
         raise SingularHessianError(
-            f"the Hessian is singular to working precision (condition number "
-            f"{np.linalg.cond(H):.3g}); use damped_newton_step or newton(damping='levenberg')"
+            f"the Hessian is singular to working precision (condition number {condition:.3g}); "
+            "use damped_newton_step or newton(damping='levenberg')"
         )
     return -np.linalg.solve(H, g)
 
@@ -352,14 +354,11 @@ def damped_newton_step(grad, hessian, *, beta: float = 1e-3):
     identity = np.eye(H.shape[0], dtype=H.dtype)
     for _ in range(200):
         try:
-            L = np.linalg.cholesky(H + tau * identity)
+            factor = scipy.linalg.cho_factor(H + tau * identity, check_finite=False)
         except np.linalg.LinAlgError:
             tau = max(2 * tau, beta)
             continue
-        if np.all(np.abs(np.diag(L)) > 0):
-            z = np.linalg.solve(L, -g)
-            return np.linalg.solve(L.T, z), tau
-        tau = max(2 * tau, beta)
+        return scipy.linalg.cho_solve(factor, -g, check_finite=False), tau
     raise IndefiniteHessianError(f"no shift tau <= {tau:.3g} made H + tau I positive definite")
 
 
