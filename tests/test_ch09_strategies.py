@@ -1,0 +1,159 @@
+"""Chapter 9 (strategies): the three book pages execute and their text states what they print.
+
+Each page test executes the page once (in a temporary folder: the pages are not yet in the
+book's table of contents, so the shared ``book_build`` would not run them), reads the numbers
+the code printed, and checks that the prose (markdown cells, whitespace normalized) states the
+same numbers, and that the qualitative claims hold (e.g. clipping bounds the step).
+"""
+
+import re
+from pathlib import Path
+
+import course_roundtrip as roundtrip
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+CHAPTER = ROOT / "book" / "09_strategies"
+PAGES = {name: CHAPTER / f"{name}.ipynb" for name in ("difficulties", "strategies",
+                                                       "deep_networks")}
+
+
+def prose(name: str) -> str:
+    """The page's markdown, every run of whitespace one space."""
+    text = "\n".join(c.source for c in roundtrip.read(PAGES[name]).cells
+                     if c.cell_type == "markdown")
+    return " ".join(text.split())
+
+
+def assert_stated(shown: str, text: str) -> None:
+    assert shown in text, f"the prose does not state {shown!r}"
+
+
+def test_pages_are_committed_without_outputs():
+    roundtrip.assert_committed_without_outputs(PAGES.values())
+
+
+def test_pages_call_gdlib_for_clipping_averaging_and_initialization():
+    sources = {name: "\n".join(c.source for c in roundtrip.read(path).cells
+                               if c.cell_type == "code") for name, path in PAGES.items()}
+    assert "clipping.clipped_gradient" in sources["difficulties"]
+    assert "averaging.polyak_average" in sources["strategies"]
+    assert "averaging.ema_average" in sources["strategies"]
+    assert "initializers.initialize_linear_layers" in sources["deep_networks"]
+    for source in sources.values():  # no update rule re-typed: GD steps go through gdlib.optim
+        assert "theta - lr *" not in source and "theta -= lr" not in source
+
+
+@pytest.mark.slow
+def test_difficulties_page_computes_what_its_text_states(tmp_path):
+    text = roundtrip.run_page(PAGES["difficulties"], tmp_path)
+    words = prose("difficulties")
+    rows = re.findall(r"^\s+(10|100|1000)\s+(\d+)\s+([\d.]+)\s+([\d.]+)$", text, re.MULTILINE)
+    assert len(rows) == 3
+    for kappa, steps, closed, ratio in rows:
+        assert abs(int(steps) - float(closed)) < 1.0, (kappa, steps, closed)
+        assert_stated(f"${ratio}\\,\\kappa$", words)
+    more = re.findall(r"(\d+) more steps; ln\(\d+\)/ln\(1\+lr\) = ([\d.]+)", text)
+    assert len(more) == 2
+    assert_stated(f"adds ${more[0][0]}$ steps", words)
+    assert_stated(f"adds ${more[1][0]}$", words)
+    assert_stated(f"predicts ${more[0][1]}$ and ${more[1][1]}$", words)
+    offsets = re.findall(r"steps (\d+)\s+ln\(1/delta\)/ln\(1\+lr\) = (\d+)", text)
+    gaps = [int(a) - int(b) for a, b in offsets]
+    assert_stated(f"by {min(gaps)} to {max(gaps)} steps", words)
+    assert "delta = 0       steps None" in text and "final theta = [0.0, 0.0]" in text
+    largest = re.search(r"largest gradient norm on the path of plain GD: ([\d.]+)", text).group(1)
+    assert_stated(f"(on the path below, ${largest}$)", words)
+    runs = {name.strip(): values for name, values in re.findall(
+        r"^(no clipping|clip by norm, c = 1|clip by value, c = 1)\s+(.*)$", text, re.MULTILINE)}
+    numbers = {name: re.findall(r"[\d.]+(?=,|$)", v) for name, v in runs.items()}
+    step, far, final = numbers["no clipping"]
+    assert_stated(f"measures ${step}$", words)
+    assert_stated(f"$\\theta_1 \\approx -{far}$", words)
+    assert float(step) > 2 * 10**0.5  # more than twice the distance start -> minimum
+    assert numbers["clip by norm, c = 1"][0] == "0.100"
+    assert numbers["clip by value, c = 1"][0] == "0.141"
+    assert_stated(f"(${final}$ against ${numbers['clip by norm, c = 1'][2]}$ and "
+                  f"${numbers['clip by value, c = 1'][2]}$)", words)
+
+
+@pytest.mark.slow
+def test_strategies_page_computes_what_its_text_states(tmp_path):
+    text = roundtrip.run_page(PAGES["strategies"], tmp_path)
+    words = prose("strategies")
+    rows = {rho: (cd, gd, f_cd, f_gd) for rho, cd, gd, f_cd, f_gd in re.findall(
+        r"^\s*(0\.0|0\.5|0\.9|0\.99)\s+(\d+)\s+(\d+)\s+([\d.]+)\s+([\d.]+)$", text, re.MULTILINE)}
+    assert rows["0.0"][:2] == ("1", "1")
+    assert_stated(f"needs {rows['0.5'][0]} sweeps against {rows['0.5'][1]} steps", words)
+    assert_stated(f"to {rows['0.99'][0]} sweeps at $\\rho = 0.99$", words)
+    for rho in ("0.5", "0.9", "0.99"):
+        cd, gd, f_cd, f_gd = rows[rho]
+        assert int(cd) < int(gd)  # coordinate descent wins for every rho
+        assert abs(float(f_cd) - float(rho) ** 2) < 1e-4 and abs(float(f_gd) - float(rho)) < 1e-4
+        assert_stated(f"${f_cd}$", words)
+    errors = {name.strip(): (a, b) for name, a, b in re.findall(
+        r"^(last iterate|Polyak average \(from step \d+\)|EMA of iterates \(beta = 0.99\))\s+"
+        r"([\d.]+)\s+([\d.]+)$", text, re.MULTILINE)}
+    last, zero = errors["last iterate"], errors["Polyak average (from step 0)"]
+    suffix, ema = errors["Polyak average (from step 200)"], errors["EMA of iterates (beta = 0.99)"]
+    assert_stated(f"(${last[0]}$ at step 500, ${last[1]}$ at step 2000)", words)
+    assert_stated(f"reaches ${suffix[1]}$ at step 2000", words)
+    assert_stated(f"${zero[0]}$ at step 500, against the suffix average's ${suffix[0]}$, and "
+                  f"${zero[1]}$ at step 2000", words)
+    assert_stated(f"(${ema[0]}$ at step 500, ${ema[1]}$ at step 2000)", words)
+    assert float(suffix[1]) < float(zero[1]) < float(last[1])
+    ratio = re.search(r"last iterate / suffix average at step 2000: ([\d.]+)", text).group(1)
+    assert_stated(f"${ratio}$ times smaller", words)
+    fall, root = re.search(r"step 500 / step 2000: ([\d.]+); sqrt\(1800 / 300\) = ([\d.]+)",
+                           text).groups()
+    assert_stated(f"factor ${fall}$, against $\\sqrt 6 = {root}$", words)
+    plain = re.search(r"plain GD, 500 steps: x = (\S+), f = (\S+)", text).groups()
+    cont = re.search(r"continuation, 500 steps in all: x = (\S+), f = (\S+)", text).groups()
+    best = re.search(r"global minimum of f on the grid: x = (\S+), f = (\S+)", text).groups()
+    assert cont == best[:1] + (cont[1],) and cont[1] == best[1].rstrip(",")
+    assert_stated(f"ends at $x \\approx {plain[0]}$ with $f \\approx {plain[1]}$", words)
+    assert_stated(f"$x \\approx {cont[0]}$, $f \\approx {cont[1]}$", words)
+    small = re.search(r"continuation from sigma = 0.3 only: x = (\S+),", text).group(1)
+    assert small == plain[0]
+    assert_stated(f"at $x \\approx {small}$, the ripple where plain gradient descent stops", words)
+    damped = re.search(r"exp\(-9 \* 1.5\*\*2 / 2\) = ([\d.]+)e-05", text).group(1)
+    assert_stated(f"\\approx {damped} \\cdot 10^{{-5}}$", words)
+
+
+@pytest.mark.slow
+def test_deep_networks_page_computes_what_its_text_states(tmp_path):
+    text = roundtrip.run_page(PAGES["deep_networks"], tmp_path)
+    words = prose("deep_networks")
+    rows = {name.strip(): values.split() for name, values in re.findall(
+        r"^(small|large|scaled 1/sqrt\(m\)|Glorot \(normalized\)|He|orthogonal|sparse \(k=15\))"
+        r"\s+(\S+\s+\S+\s+\S+)$", text, re.MULTILINE)}
+    assert len(rows) == 7
+    ln10 = re.search(r"ln 10 = ([\d.]+)", text).group(1)
+    for stuck in ("small", "scaled 1/sqrt(m)"):
+        assert abs(float(rows[stuck][2]) - float(ln10)) < 1e-3
+        assert_stated(f"${rows[stuck][2]}$ is $\\ln 10 = {ln10}$", words)
+    assert rows["large"][2] == "nan"
+    assert_stated(f"${rows['scaled 1/sqrt(m)'][1]}$) never move", words)
+    trained = {"orthogonal": "orthogonal ends at", "He": "He at",
+               "Glorot (normalized)": "Glorot at", "sparse (k=15)": "sparse at"}
+    for name, words_before in trained.items():
+        assert float(rows[name][2]) < 0.5, name  # these four train
+        assert_stated(f"{words_before} ${rows[name][2]}$", words)
+    for name in ("He", "orthogonal", "Glorot (normalized)", "sparse (k=15)"):
+        assert_stated(f"${rows[name][0]} \\to {rows[name][1]}$", words)
+    bn = {(name, lr): values.split() for name, lr, values in re.findall(
+        r"^(small|scaled 1/sqrt\(m\)|He)\s+(0.02|0.1)\s+(\S+\s+\S+)\s+plain", text, re.MULTILINE)}
+    steps = {(name, lr): pair for name, lr, *pair in re.findall(
+        r"^(small|scaled 1/sqrt\(m\)|He)\s+(0.02|0.1)\s+.*plain (\S+), batch norm (\S+)$", text,
+        re.MULTILINE)}
+    assert_stated(f"reaches ${bn['small', '0.02'][1]}$ and ${bn['scaled 1/sqrt(m)', '0.02'][1]}$",
+                  words)
+    assert float(bn["He", "0.1"][0]) > 2.0 or bn["He", "0.1"][0] == "nan"  # plain fails
+    assert_stated(f"normalized one reaches ${bn['He', '0.1'][1]}$", words)
+    assert_stated(f"below $0.5$ after {steps['He', '0.1'][1]} steps", words)
+    plain_steps, bn_steps = steps["He", "0.02"]
+    assert int(plain_steps) < int(bn_steps)  # not faster at the same learning rate
+    assert_stated(f"after {plain_steps} steps, the normalized one after {bn_steps}", words)
+    assert_stated(f"ends at ${bn['He', '0.02'][1]}$ against ${bn['He', '0.02'][0]}$", words)
+    if bn["He", "0.1"][0] != "nan":
+        assert_stated(f"(final loss ${bn['He', '0.1'][0]}$", words)
