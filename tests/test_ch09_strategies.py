@@ -157,3 +157,110 @@ def test_deep_networks_page_computes_what_its_text_states(tmp_path):
     assert_stated(f"ends at ${bn['He', '0.02'][1]}$ against ${bn['He', '0.02'][0]}$", words)
     if bn["He", "0.1"][0] != "nan":
         assert_stated(f"(final loss ${bn['He', '0.1'][0]}$", words)
+
+
+# --- the exercise (solutions/09_strategies): committed notebooks, then the grading round trip --
+
+ASSIGNMENT = "09_strategies"
+SOLUTION = roundtrip.solution_path(ASSIGNMENT)
+RELEASE = roundtrip.release_path(ASSIGNMENT)
+POINTS = {"clip_tests": 5.0, "polyak_tests": 5.0}
+ANSWERS = ("clip_answer", "polyak_answer")
+
+
+def test_solution_has_points_markers_and_hidden_tests():
+    roundtrip.assert_solution_cells(ASSIGNMENT, POINTS, ANSWERS)
+    nb = roundtrip.read(SOLUTION)
+    for grade_id in POINTS:
+        hidden = roundtrip.cell_by_id(nb, grade_id).source.split("BEGIN HIDDEN TESTS")[1]
+        assert "random_cases(" in hidden, grade_id
+
+
+def test_grade_cells_import_what_they_call():
+    """No grade cell calls a name that only an earlier cell defines (an answer could rebind it)."""
+    import ast
+    import builtins
+
+    from gdgrade import scan
+
+    nb = roundtrip.read(SOLUTION)
+    for grade_id, answer in (("clip_tests", "clip_by_norm"), ("polyak_tests", "polyak_step")):
+        tree = ast.parse(roundtrip.cell_by_id(nb, grade_id).source)
+        own = {name for _, name, _ in scan.module_bindings(tree)}
+        called = {node.func.id for node in ast.walk(tree)
+                  if isinstance(node, ast.Call) and isinstance(node.func, ast.Name)}
+        assert called - own - set(dir(builtins)) - {answer} == set(), grade_id
+
+
+def test_release_holds_stubs_only():
+    text = roundtrip.assert_release_stubs(ASSIGNMENT, ANSWERS)
+    assert "max_norm / norm" not in text  # the instructor's answer
+    assert "random_cases(" not in text  # called by the hidden tests only
+
+
+def test_exercise_notebooks_are_committed_without_outputs():
+    roundtrip.assert_committed_without_outputs((SOLUTION, RELEASE))
+
+
+def test_scan_does_not_flag_the_release():
+    result = roundtrip.scan(RELEASE)
+    assert result.returncode == 0, result.stdout
+
+
+WRONG = {
+    # Clips each coordinate (by value) instead of rescaling the whole vector.
+    "clip_answer": """
+def clip_by_norm(grad, max_norm):
+    return np.clip(grad, -max_norm, max_norm)
+""",
+    # Divides by t - 1: the mean of one point too few.
+    "polyak_answer": """
+def polyak_step(average, theta, t):
+    return average + (theta - average) / max(t - 1, 1)
+""",
+}
+
+SUBTLE = {  # rescales every gradient to length c, the short ones too
+    "clip_answer": """
+def clip_by_norm(grad, max_norm):
+    norm = np.sqrt(np.sum(grad * grad))
+    return grad * (max_norm / norm) if norm > 0 else grad.copy()
+""",
+}
+
+CALLS_GDLIB = {
+    "clip_answer": """
+from gdlib.clipping import clip_by_norm as _clip
+
+
+def clip_by_norm(grad, max_norm):
+    return _clip(grad, max_norm)
+""",
+}
+
+SUBMISSIONS = {"correct": {}, "unanswered": lambda: roundtrip.read(RELEASE), "wrong": WRONG,
+               "subtle": SUBTLE, "calls_gdlib": CALLS_GDLIB}
+
+
+@pytest.fixture(scope="module")
+def graded(tmp_path_factory):
+    """Release 09_strategies, submit every student of SUBMISSIONS, autograde them in one call."""
+    directory = tmp_path_factory.mktemp("course09")
+    with roundtrip.autograded(directory, ASSIGNMENT, SUBMISSIONS) as result:
+        yield result
+
+
+@pytest.mark.slow
+def test_unanswered_release_fails_only_in_its_test_cells(tmp_path):
+    roundtrip.assert_only_test_cells_fail_unanswered(ASSIGNMENT, POINTS, tmp_path)
+
+
+@pytest.mark.slow
+def test_exercise_scores(graded):
+    assert graded.scores["correct"] == POINTS
+    assert graded.scores["unanswered"] == dict.fromkeys(POINTS, 0.0)
+    assert graded.scores["wrong"] == dict.fromkeys(POINTS, 0.0)
+    assert graded.scores["subtle"] == {**POINTS, "clip_tests": 0.0}
+    assert graded.scores["calls_gdlib"] == {**POINTS, "clip_tests": 0.0}
+    assert "uses gdlib.clipping.clip_by_norm" in graded.feedback("calls_gdlib", "clip_tests")
+    assert "g = (3, 4), c = 10" in graded.feedback("subtle", "clip_tests")
