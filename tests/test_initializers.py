@@ -76,7 +76,7 @@ def test_initialize_linear_layers():
     rng = np.random.default_rng(7)
     first = init.glorot_uniform((6, 4), rng)
     np.testing.assert_allclose(model[0].weight.detach().numpy(), first, rtol=1e-6)
-    assert float(model[2].bias.abs().sum()) == 0.0
+    assert float(model[2].bias.detach().abs().sum()) == 0.0
 
 
 @pytest.mark.parametrize("shape", [(0, 3), (3,), (2, 3, 4)])
