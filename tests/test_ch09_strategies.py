@@ -1,7 +1,6 @@
 """Chapter 9 (strategies): the three book pages execute and their text states what they print.
 
-Each page test executes the page once (in a temporary folder: the pages are not yet in the
-book's table of contents, so the shared ``book_build`` would not run them), reads the numbers
+Each page test reads the page as the run's book build executed it (``book_build``), the numbers
 the code printed, and checks that the prose (markdown cells, whitespace normalized) states the
 same numbers, and that the qualitative claims hold (e.g. clipping bounds the step).
 """
@@ -45,8 +44,8 @@ def test_pages_call_gdlib_for_clipping_averaging_and_initialization():
 
 
 @pytest.mark.slow
-def test_difficulties_page_computes_what_its_text_states(tmp_path):
-    text = roundtrip.run_page(PAGES["difficulties"], tmp_path)
+def test_difficulties_page_computes_what_its_text_states(book_build):
+    text = roundtrip.run_page(PAGES["difficulties"], book_build)
     words = prose("difficulties")
     rows = re.findall(r"^\s+(10|100|1000)\s+(\d+)\s+([\d.]+)\s+([\d.]+)$", text, re.MULTILINE)
     assert len(rows) == 3
@@ -78,8 +77,8 @@ def test_difficulties_page_computes_what_its_text_states(tmp_path):
 
 
 @pytest.mark.slow
-def test_strategies_page_computes_what_its_text_states(tmp_path):
-    text = roundtrip.run_page(PAGES["strategies"], tmp_path)
+def test_strategies_page_computes_what_its_text_states(book_build):
+    text = roundtrip.run_page(PAGES["strategies"], book_build)
     words = prose("strategies")
     rows = {rho: (cd, gd, f_cd, f_gd) for rho, cd, gd, f_cd, f_gd in re.findall(
         r"^\s*(0\.0|0\.5|0\.9|0\.99)\s+(\d+)\s+(\d+)\s+([\d.]+)\s+([\d.]+)$", text, re.MULTILINE)}
@@ -121,8 +120,8 @@ def test_strategies_page_computes_what_its_text_states(tmp_path):
 
 
 @pytest.mark.slow
-def test_deep_networks_page_computes_what_its_text_states(tmp_path):
-    text = roundtrip.run_page(PAGES["deep_networks"], tmp_path)
+def test_deep_networks_page_computes_what_its_text_states(book_build):
+    text = roundtrip.run_page(PAGES["deep_networks"], book_build)
     words = prose("deep_networks")
     rows = {name.strip(): values.split() for name, values in re.findall(
         r"^(small|large|scaled 1/sqrt\(m\)|Glorot \(normalized\)|He|orthogonal|sparse \(k=15\))"
