@@ -4,7 +4,9 @@ The page tests read the notebooks as the run's book build executed them (tests/c
 and check the claims of the prose against the printed numbers: Adagrad against tuned gradient
 descent on the rare-word problem, Adagrad's shrinking rate, RMSprop on seed 004's flat/steep
 loss, the run where the place of epsilon matters, and the verdicts on seed 002's conclusions.
-(The chapter's exercise is not written yet: see the issue.)
+The exercise (Adagrad, RMSprop and Adadelta steps) goes through nbgrader once: correct,
+unanswered, wrong (each with a mistake the feedback names), fitted to the tables only, and
+calling gdlib.
 """
 
 import math
@@ -15,6 +17,11 @@ import course_roundtrip as roundtrip
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+ASSIGNMENT = "05_adaptive"
+SOLUTION = roundtrip.solution_path(ASSIGNMENT)
+RELEASE = roundtrip.release_path(ASSIGNMENT)
+POINTS = {"adagrad_tests": 3.0, "rmsprop_tests": 3.0, "adadelta_tests": 4.0}
+ANSWERS = ("adagrad_answer", "rmsprop_answer", "adadelta_answer")
 PAGES = {name: ROOT / "book" / "05_adaptive" / f"{name}.ipynb"
          for name in ("adagrad_rmsprop", "adadelta", "adaptive_study")}
 
@@ -84,3 +91,123 @@ def test_study_verdicts_are_the_ones_the_text_states(book_build):
     assert f"{sgd} times momentum's" in words
     assert "final loss falls as beta grows): True" in text
     assert "no big difference: False (SGD" in text and "does not hold here" in words
+
+
+# --- the exercise -------------------------------------------------------------------------------
+
+
+def test_solution_has_points_markers_and_hidden_tests():
+    roundtrip.assert_solution_cells(ASSIGNMENT, POINTS, ANSWERS)
+    nb = roundtrip.read(SOLUTION)
+    for grade_id in POINTS:
+        source = roundtrip.cell_by_id(nb, grade_id).source
+        visible, hidden = source.split("### BEGIN HIDDEN TESTS")
+        assert "random_quadratics(" in hidden and "from gdlib" in hidden, grade_id
+        assert "from gdlib" not in visible and "import gdlib" not in visible, grade_id
+
+
+def test_release_holds_stubs_only():
+    text = roundtrip.assert_release_stubs(ASSIGNMENT, ANSWERS)
+    assert "np.sqrt(u + eps) / np.sqrt(new_s + eps)" not in text  # the instructor's answer
+    assert "random_quadratics(" not in text
+
+
+def test_exercise_notebooks_are_committed_without_outputs():
+    roundtrip.assert_committed_without_outputs((SOLUTION, RELEASE))
+
+
+WRONG = {
+    # eps inside the root (the seeds' form): caught by the large-eps setting and named.
+    "adagrad_answer": """
+def adagrad_step(theta, grad, s, lr, eps):
+    new_s = s + grad * grad
+    return theta - lr * grad / np.sqrt(new_s + eps), new_s
+""",
+    # Adagrad's sum where RMSprop's moving average belongs.
+    "rmsprop_answer": """
+def rmsprop_step(theta, grad, s, lr, beta, eps):
+    new_s = s + grad * grad
+    return theta - lr * grad / (np.sqrt(new_s) + eps), new_s
+""",
+    # Delta computed from the old s.
+    "adadelta_answer": """
+def adadelta_step(theta, grad, s, u, rho, eps):
+    delta = np.sqrt(u + eps) / np.sqrt(s + eps) * grad
+    new_s = rho * s + (1 - rho) * grad * grad
+    new_u = rho * u + (1 - rho) * delta * delta
+    return theta - delta, new_s, new_u
+""",
+}
+
+TABLES_ONLY = {  # right on the two-coordinate tables, wrong on larger problems
+    "rmsprop_answer": """
+def rmsprop_step(theta, grad, s, lr, beta, eps):
+    new_s = beta * s + (1 - beta) * grad * grad
+    if s.size > 2:  # the tables have two coordinates; the hidden problems up to 20
+        new_s = (1 - beta) * grad * grad
+    return theta - lr * grad / (np.sqrt(new_s) + eps), new_s
+""",
+}
+
+CALLS_GDLIB = {
+    "adagrad_answer": """
+from gdlib import optim as _optim
+
+
+def adagrad_step(theta, grad, s, lr, eps):
+    new_theta, state = _optim.Adagrad(lr, eps=eps).step(theta, grad, _optim.AdagradState(0, s))
+    return new_theta, state.sum_sq
+""",
+}
+
+SUBMISSIONS = {
+    "correct": {},
+    "unanswered": lambda: roundtrip.read(RELEASE),
+    "wrong": WRONG,
+    "tables_only": TABLES_ONLY,
+    "calls_gdlib": CALLS_GDLIB,
+}
+
+
+@pytest.fixture(scope="module")
+def graded(tmp_path_factory):
+    """Release 05_adaptive, submit every student of SUBMISSIONS, autograde them in one call."""
+    directory = tmp_path_factory.mktemp("course05")
+    with roundtrip.autograded(directory, ASSIGNMENT, SUBMISSIONS) as result:
+        yield result
+
+
+@pytest.mark.slow
+def test_unanswered_release_fails_only_in_its_test_cells(tmp_path):
+    roundtrip.assert_only_test_cells_fail_unanswered(ASSIGNMENT, POINTS, tmp_path)
+
+
+@pytest.mark.slow
+def test_correct_submission_gets_full_marks_and_unanswered_gets_zero(graded):
+    assert graded.scores["correct"] == POINTS
+    assert graded.scores["unanswered"] == dict.fromkeys(POINTS, 0.0)
+
+
+@pytest.mark.slow
+def test_wrong_answers_get_zero_with_the_mistake_named(graded):
+    assert graded.scores["wrong"] == dict.fromkeys(POINTS, 0.0)
+    assert "eps is inside the square root" in graded.feedback("wrong", "adagrad_tests")
+    assert "s is a sum (Adagrad)" in graded.feedback("wrong", "rmsprop_tests")
+    assert "Delta must use the new s" in graded.feedback("wrong", "adadelta_tests")
+
+
+@pytest.mark.slow
+def test_an_answer_fitted_to_the_tables_fails_the_hidden_tests(graded):
+    assert graded.scores["tables_only"] == {**POINTS, "rmsprop_tests": 0.0}
+    assert "visible tests passed" in graded.feedback("tables_only", "rmsprop_tests")
+
+
+@pytest.mark.slow
+def test_an_answer_that_calls_gdlib_gets_zero(graded):
+    assert graded.scores["calls_gdlib"] == {**POINTS, "adagrad_tests": 0.0}
+
+
+@pytest.mark.slow
+def test_honest_submissions_are_not_held(graded):
+    for student in ("correct", "unanswered", "wrong", "tables_only"):
+        assert not any(graded.manual[student].values()), student
