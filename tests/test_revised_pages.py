@@ -1,0 +1,34 @@
+"""Pages revised or added for issue 12 (chapters 1-4): what their text states is what they print."""
+
+import re
+from pathlib import Path
+
+import course_roundtrip as roundtrip
+import pytest
+
+BOOK = Path(__file__).resolve().parents[1] / "book"
+NOISY = BOOK / "04_momentum" / "noisy_gradients.ipynb"
+
+
+def test_noisy_gradients_page_is_labelled_and_links_the_beta_sweep():
+    source = "".join(c.source for c in roundtrip.read(NOISY).cells)
+    assert source.startswith("(momentum-minibatch)=\n# ")
+    assert "{doc}`../05_adaptive/adaptive_study`" in source
+    assert (BOOK / "05_adaptive" / "adaptive_study.ipynb").is_file()
+
+
+@pytest.mark.slow
+def test_noisy_gradients_page_states_what_the_run_shows(tmp_path):
+    text = roundtrip.run_page(NOISY, tmp_path)
+    assert "effective rate 0.1 for every method" in text
+    rows = {name: (float(final), float(spread)) for name, final, spread in re.findall(
+        r"^(GD|Momentum|Nesterov): full loss after 5 epochs ([\d.e-]+), "
+        r"std of the last epoch's mini-batch losses ([\d.e-]+)$", text, re.MULTILINE)}
+    assert set(rows) == {"GD", "Momentum", "Nesterov"}
+    ratio = float(re.search(r"momentum's fluctuation / GD's: ([\d.]+)", text).group(1))
+    # "practically the same full loss": within 10 % of each other
+    finals = [final for final, _ in rows.values()]
+    assert max(finals) < 1.1 * min(finals), rows
+    # "fluctuates almost as much with momentum as without": ratio between 0.9 and 1.1
+    assert 0.9 < ratio < 1.1, ratio
+    assert abs(ratio - rows["Momentum"][1] / rows["GD"][1]) < 0.01
