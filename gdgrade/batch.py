@@ -41,6 +41,7 @@ import shutil
 import sys
 import tarfile
 import tempfile
+import warnings
 import zipfile
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
@@ -49,6 +50,7 @@ from pathlib import Path
 
 import nbformat
 from nbgrader.api import Gradebook, MissingEntry
+from sqlalchemy.exc import SAWarning
 
 from gdgrade.course import assignments, run_nbgrader
 from gdgrade.nbgrader_plugins import _scan_report, gradebook_url
@@ -261,7 +263,9 @@ def merge(root: Path, assignment: str, student: str, result: dict) -> None:
             path.chmod(0o644)
         if result[key]:
             path.write_bytes(result[key])
-    with Gradebook(gradebook_url(root)) as gb:
+    with Gradebook(gradebook_url(root)) as gb, warnings.catch_warnings():
+        # nbgrader's add_submission trips SQLAlchemy's autoflush warnings; the rows are right.
+        warnings.simplefilter("ignore", SAWarning)
         gb.update_or_create_student(student)
         try:
             gb.find_submission(assignment, student)
