@@ -18,8 +18,8 @@ def test_noisy_gradients_page_is_labelled_and_links_the_beta_sweep():
 
 
 @pytest.mark.slow
-def test_noisy_gradients_page_states_what_the_run_shows(tmp_path):
-    text = roundtrip.run_page(NOISY, tmp_path)
+def test_noisy_gradients_page_states_what_the_run_shows(book_build):
+    text = roundtrip.run_page(NOISY, book_build)
     assert "effective rate 0.1 for every method" in text
     rows = {name: (float(final), float(spread)) for name, final, spread in re.findall(
         r"^(GD|Momentum|Nesterov): full loss after 5 epochs ([\d.e-]+), "
