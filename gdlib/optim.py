@@ -636,8 +636,9 @@ class Nadam(Rule):
     the bias correction of the current step, in both terms. The two coincide as t grows (at t=1
     with beta1 = 0.9 the direction is ``1.9 g`` under eq 42 and ``1.47 g`` under Dozat). torch
     differs further through its schedule, which starts at ``mu ~ beta1 / 2`` and approaches beta1
-    only after thousands of steps (``0.96^(t psi) = 1/2`` at ``t psi ~ 17``); no ``psi`` makes
-    torch's mu equal to beta1 (``psi = 0`` gives the constant ``mu_t = beta1 / 2``, with
+    only after thousands of steps (``0.96^(t psi) = 1/2`` at ``t psi ~ 17``); no finite ``psi``
+    makes torch's mu equal to beta1 (in floating point a ``psi`` so large that ``0.96^(t psi)``
+    underflows to 0 does, and then gives Dozat's constant-mu form) (``psi = 0`` gives the constant ``mu_t = beta1 / 2``, with
     ``mu_product`` 0.45, 0.2025, ... for beta1 = 0.9), so neither form with ``mu = beta1`` is a
     torch setting. torch keeps ``mu_product`` as a float32 scalar tensor unless torch's default
     dtype is float64; gdlib keeps it in double precision.
