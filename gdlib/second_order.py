@@ -33,6 +33,8 @@ Hessian ``SingularHessianError``; a Hessian that is not positive definite where 
 ``IndefiniteHessianError``; an uphill direction ``NotDescentDirectionError``; a line search that
 finds no acceptable step ``LineSearchError`` (it carries the partial ``Result`` as ``.result``).
 All are ``SecondOrderError``, an ``ArithmeticError``. Documented fallbacks instead of errors:
+a line search that fails because ``|g^T p|`` is below the resolution of ``f`` (``PRECISION_LIMIT``)
+ends the run with ``converged=False`` and a "precision limit" message (SciPy's "precision loss");
 BFGS/L-BFGS skip an update when ``y^T s <= 1e-10`` (curvature condition fails), nonlinear CG
 restarts with ``-g`` when its direction is not downhill, Newton-CG uses ``-g`` when the Hessian has
 negative curvature along the first CG direction.
@@ -150,7 +152,12 @@ class _Run:
         return _max_abs(self.result.grad) <= self.gtol
 
     def line_search(self, search: str, x, p, t0: float, gtd: float, **kwargs):
-        """Step ``(t, f, g)`` along ``p`` from the current iterate, ``search`` in LINE_SEARCHES."""
+        """Step ``(t, f, g)`` along ``p`` from the current iterate, ``search`` in LINE_SEARCHES.
+
+        ``None`` when the search fails at the precision limit (``|g^T p| <= PRECISION_LIMIT
+        |f|``: no decrease of ``f`` is resolvable in floating point); ``self.stop_message`` then
+        says so. Any other failure raises ``LineSearchError`` with the partial result.
+        """
         r = self.result
         try:
             if search == "strong_wolfe":
@@ -158,6 +165,12 @@ class _Run:
             else:
                 t, f, g = armijo(self.evaluate, x, p, r.fun, gtd, t0, **_armijo_options(kwargs))
         except LineSearchError as error:
+            if abs(gtd) <= PRECISION_LIMIT * abs(r.fun):
+                self.stop_message = (
+                    f"precision limit: the line search cannot lower f = {r.fun:.17g} any further "
+                    f"(|g^T p| = {abs(gtd):.3g}, max|g| = {_max_abs(r.grad):.3g} > gtol)"
+                )
+                return None
             raise LineSearchError(str(error), self.finish(False, str(error))) from None
         return t, f, g
 
@@ -182,6 +195,9 @@ class _Run:
 
 
 LINE_SEARCHES = ("strong_wolfe", "armijo")
+#: A failed line search with ``|g^T p| <= PRECISION_LIMIT |f|`` ends the run (not converged,
+#: no error): a decrease that small is below the resolution of ``f`` in double precision.
+PRECISION_LIMIT = 1e3 * np.finfo(np.float64).eps
 
 # ------------------------------------------------------------------------------ line searches
 
@@ -387,7 +403,9 @@ def newton(f_and_grad: Callable, hessian: Callable, x0, *, damping: str | None =
             if not math.isfinite(f):
                 raise NonFiniteError(f"f is not finite after Newton step {r.nit + 1}")
         else:
-            t, f, g = run.line_search(line_search, r.x, p, 1.0, _dot(r.grad, p))
+            if (step := run.line_search(line_search, r.x, p, 1.0, _dot(r.grad, p))) is None:
+                return run.finish(False, run.stop_message)
+            t, f, g = step
             x = _axpy(r.x, t, p)
         run.accept(x, f, g)
     return result
@@ -506,7 +524,9 @@ def newton_cg(f_and_grad: Callable, hessp: Callable, x0, *, line_search: str = "
         inner = conjugate_gradient(lambda v, x=r.x: hessp(x, v), -r.grad, tol=eta,
                                    max_iter=10 * r.grad.shape[0], on_indefinite="stop")
         p = -r.grad if inner.nit == 0 else inner.x
-        t, f, g = run.line_search(line_search, r.x, p, 1.0, _dot(r.grad, p))
+        if (step := run.line_search(line_search, r.x, p, 1.0, _dot(r.grad, p))) is None:
+            return run.finish(False, run.stop_message)
+        t, f, g = step
         run.accept(_axpy(r.x, t, p), f, g)
     return result
 
@@ -534,7 +554,9 @@ def nonlinear_cg(f_and_grad: Callable, x0, *, beta: str = "PR+", gtol: float = 1
             p, gtd = -r.grad, -_dot(r.grad, r.grad)
         if gtd_prev is not None:
             t = min(1.0, t * gtd_prev / gtd)
-        t, f, g = run.line_search("strong_wolfe", r.x, p, t, gtd, c1=c1, c2=c2)
+        if (step := run.line_search("strong_wolfe", r.x, p, t, gtd, c1=c1, c2=c2)) is None:
+            return run.finish(False, run.stop_message)
+        t, f, g = step
         gg, g_old = _dot(r.grad, r.grad), r.grad
         run.accept(_axpy(r.x, t, p), f, g)
         if beta == "FR":
@@ -582,7 +604,9 @@ def bfgs(f_and_grad: Callable, x0, *, line_search: str = "strong_wolfe", gtol: f
     while (result := run.done()) is None:
         r = run.result
         p = -B @ r.grad
-        t, f, g = run.line_search(line_search, r.x, p, t0, _dot(r.grad, p))
+        if (step := run.line_search(line_search, r.x, p, t0, _dot(r.grad, p))) is None:
+            return run.finish(False, run.stop_message)
+        t, f, g = step
         s, y, t0 = t * p, g - r.grad, 1.0
         run.accept(r.x + s, f, g)
         if float(y @ s) > 1e-10:
@@ -673,7 +697,9 @@ def lbfgs(f_and_grad: Callable, x0, *, history_size: int = 10,
             if not math.isfinite(f):
                 raise NonFiniteError(f"f is not finite after fixed step {r.nit + 1}; lower lr")
         else:
-            t, f, g = run.line_search(line_search, r.x, p, t, gtd)
+            if (step := run.line_search(line_search, r.x, p, t, gtd)) is None:
+                return run.finish(False, run.stop_message)
+            t, f, g = step
         run.accept(_axpy(r.x, t, p), f, g)
         if run.converged():
             continue
