@@ -8,6 +8,8 @@ pictures. The slow tests execute the page (through the strict book build once th
 """
 
 import re
+import shutil
+import subprocess
 from pathlib import Path
 
 import course_roundtrip as roundtrip
@@ -263,3 +265,38 @@ def test_gallery_page_states_what_it_computes(tmp_path):
     roundtrip.nbformat.write(roundtrip.execute(roundtrip.read(PAGE), PAGE.parent), executed)
     check_page(roundtrip.run_page(PAGE, ExecutedCopy(executed)))
     check_notebook(executed)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="needs a headless chromium")
+def test_the_animations_play_in_the_built_page_offline(book_html):
+    """The built gallery page itself, opened by headless Chromium with no network: every
+    animation's player starts, and after "play" each image shows another frame than at load."""
+    built = book_html / "book" / "gallery" / "landscapes.html"
+    html = built.read_text(encoding="utf-8")
+    idents = re.findall(r'id="_anim_img(\w+)"', html)
+    assert len(idents) >= 4, "expected one animation per landscape"
+    frames = {}  # each player's frames, in order, from its script
+    for ident in idents:
+        start = html.index(f'var img_id = "_anim_img{ident}"')
+        block = html[start:html.index("</script>", start)]
+        frames[ident] = [re.sub(r"\\\n", "", f) for f in
+                         re.findall(r'frames\[\d+\] = "(data:image/png;base64,[^"]+)"', block)]
+        assert len(frames[ident]) > 1, ident
+    probe = built.with_name("landscapes_play_probe.html")  # beside it: the assets resolve
+    script = "".join(f"anim{i}.play_animation();" for i in idents)
+    probe.write_text(html.replace("</body>", f"<script>setTimeout(function() {{ {script} }}, "
+                                              "100);</script></body>"), encoding="utf-8")
+    try:
+        dom = subprocess.run(
+            ["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             "--virtual-time-budget=20000", "--dump-dom", probe.as_uri()],
+            capture_output=True, text=True, timeout=300, check=False).stdout
+    finally:
+        probe.unlink()
+    for ident in idents:
+        shown = re.search(rf'id="_anim_img{ident}"[^>]*src="([^"]+)"', dom)
+        assert shown, f"animation {ident}: the player did not show any frame"
+        # played to its end (the player stops on the last frame), not left on the first
+        assert shown.group(1) == frames[ident][-1] != frames[ident][0], ident
