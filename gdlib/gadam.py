@@ -418,6 +418,7 @@ def stop_criterion(previous, current, tol) -> bool:
 # Seeds: one generator per (purpose, generation, unit), whatever process holds the unit.
 
 _INIT, _TRAIN_PARENTS, _TRAIN_CHILDREN, _CHILD, _SHARED, _START = range(6)
+_STAGES = {"parents": _TRAIN_PARENTS, "children": _TRAIN_CHILDREN}
 
 
 def _generator(*key: int) -> torch.Generator:
@@ -847,10 +848,15 @@ class Gadam:
         ...), ``Y`` (rows, b, ...)."""
         return self._unit_loss(self._forward(self.layout.views(flat), X), Y)
 
-    def train(self, flat: torch.Tensor, units: Sequence[int], generation: int, stage: int,
-              paths: list | None = None):
-        """Eq 43 for this process's units: ``steps`` steps of the rule from a fresh state,
-        every unit on its own mini-batches. Returns ``(flat, losses (rows, steps))``."""
+    def train(self, flat: torch.Tensor, units: Sequence[int] | None = None, generation: int = 0,
+              stage: str = "parents", paths: list | None = None):
+        """Eq 43: ``steps`` steps of the rule from a fresh state for the rows of ``flat`` (units
+        ``units``, default this process's), every unit on its own mini-batches (``stage``
+        ``"parents"`` or ``"children"`` selects the random stream). Returns ``(flat, losses
+        (rows, steps))``; ``paths`` (a list) receives the parameters after every step."""
+        _require_choice(stage, "stage", tuple(_STAGES))
+        units = self.mine if units is None else list(units)
+        stage = _STAGES[stage]
         index = self.batches(units, generation, stage)
         state = self.rule.init(flat)
         losses = []
@@ -876,8 +882,13 @@ class Gadam:
         gen = _generator(self.seed, _SHARED, generation, which)
         return torch.randperm(self.X_val.shape[0], generator=gen)[: self.validation_size]
 
-    def score(self, flat: torch.Tensor, batch: torch.Tensor, units, generation, what: str):
-        """Eq 44 on one shared batch for this process's rows, gathered: (g,) float64 CPU."""
+    def score(self, flat: torch.Tensor, batch: torch.Tensor, units=None, generation: int = 0,
+              what: str = "fitness (eq 44)"):
+        """Eq 44: the mean loss of every row of ``flat`` (units ``units``, default this
+        process's) on the shared validation batch ``batch`` (indices), gathered over the
+        processes: (g,) float64 on the CPU. ``generation`` and ``what`` name the step in the
+        error raised for a non-finite loss."""
+        units = self.mine if units is None else list(units)
         rows = flat.shape[0]
         Xv = self.X_val[batch.to(self.device)]
         Yv = self.Y_val[batch.to(self.device)]
@@ -933,7 +944,7 @@ class Gadam:
             if snap is not None:
                 snap["start"] = self.comm.gather(flat, self.counts).cpu()
             parent_paths = [] if self.record == "steps" else None
-            flat, losses = self.train(flat, self.mine, k, _TRAIN_PARENTS, parent_paths)
+            flat, losses = self.train(flat, self.mine, k, "parents", parent_paths)
             fitness = self.score(flat, self.validation_batch(k, 0), self.mine, k,
                                  "fitness (eq 44)")
             lhat = normalize_losses(fitness, self.normalization)
@@ -947,7 +958,7 @@ class Gadam:
                 snap["trained"] = parents.cpu()
                 snap["children"] = self.comm.gather(kids, self.counts).cpu()
             child_paths = [] if self.record == "steps" else None
-            kids, child_losses = self.train(kids, self.mine, k, _TRAIN_CHILDREN, child_paths)
+            kids, child_losses = self.train(kids, self.mine, k, "children", child_paths)
             batch = self.validation_batch(k, 2)
             rescored = torch.cat([self.score(flat, batch, self.mine, k, "re-scoring (§6.1.4)"),
                                   self.score(kids, batch, self.mine, k, "re-scoring (§6.1.4)")])
@@ -1046,21 +1057,29 @@ class LandscapePoint(torch.nn.Module):
         return self.f.value(self.theta).expand(x.shape[0])
 
 
-def rastrigin(a: float = 10.0):
-    """Rastrigin's function ``f = 2a + sum_i (theta_i^2 - a cos(2 pi theta_i))`` on 2-D, a
-    ``gdlib.functions.Landscape``: a bowl covered by a grid of local minima near the integer
-    points, the global minimum ``f(0, 0) = 0``; box [-5.12, 5.12]^2 as usual."""
+def rastrigin(a: float = 10.0, center=(0.0, 0.0), angle: float = 0.0):
+    """Rastrigin's function on 2-D, ``f = 2a + sum_i (u_i^2 - a cos(2 pi u_i))`` with ``u =
+    R(angle) (theta - center)``, as a ``gdlib.functions.Landscape``: a bowl covered by a grid
+    of local minima, the global minimum ``f(center) = 0``. With ``angle = 0`` it is separable
+    (a sum of one function per coordinate), which favours a crossover that swaps coordinates;
+    a rotation removes that. Box [-5.12, 5.12]^2 as usual."""
     from gdlib.functions import Landscape
 
     two_pi = 2 * math.pi
+    c, s = math.cos(angle), math.sin(angle)
+    cx, cy = (float(v) for v in center)
 
     def parts(x, y, xp):
-        value = 2 * a + x**2 - a * xp.cos(two_pi * x) + y**2 - a * xp.cos(two_pi * y)
-        gradient = (2 * x + a * two_pi * xp.sin(two_pi * x),
-                    2 * y + a * two_pi * xp.sin(two_pi * y))
-        hessian = (2 + a * two_pi**2 * xp.cos(two_pi * x), 0.0,
-                   2 + a * two_pi**2 * xp.cos(two_pi * y))
+        dx, dy = x - cx, y - cy
+        u, v = c * dx + s * dy, -s * dx + c * dy
+        value = 2 * a + u**2 - a * xp.cos(two_pi * u) + v**2 - a * xp.cos(two_pi * v)
+        f_u = 2 * u + a * two_pi * xp.sin(two_pi * u)
+        f_v = 2 * v + a * two_pi * xp.sin(two_pi * v)
+        h_u = 2 + a * two_pi**2 * xp.cos(two_pi * u)
+        h_v = 2 + a * two_pi**2 * xp.cos(two_pi * v)
+        gradient = (c * f_u - s * f_v, s * f_u + c * f_v)
+        hessian = (c * c * h_u + s * s * h_v, c * s * (h_u - h_v), s * s * h_u + c * c * h_v)
         return value, gradient, hessian
 
-    return Landscape(f"Rastrigin (a={a:g})", parts, (0.0, 0.0), 0.0,
-                     ((-5.12, 5.12), (-5.12, 5.12)), (3.5, 3.5))
+    name = f"Rastrigin (a={a:g})" + (f" rotated by {angle:.3g}" if angle else "")
+    return Landscape(name, parts, (cx, cy), 0.0, ((-5.12, 5.12), (-5.12, 5.12)), (3.5, 3.5))

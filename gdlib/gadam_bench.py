@@ -52,9 +52,9 @@ def make_variants(g: int, steps: int, batch: int, d: int, hidden: int, n: int = 
                           batch_size=batch, rule=rule, backend=backend, seed=seed)
         flat = run.initial_population()
         variants[backend] = (lambda run=run, flat=flat:
-                             run.train(flat, range(g), 0, gadam._TRAIN_PARENTS))
+                             run.train(flat))
     models = [_mlp(d, hidden, 10) for _ in range(g)]
-    index = run.batches(range(g), 0, gadam._TRAIN_PARENTS)
+    index = run.batches(range(g), 0, gadam._STAGES["parents"])  # those of run.train
 
     def loop_rule():
         states = [[rule.init(p.detach()) for p in m.parameters()] for m in models]

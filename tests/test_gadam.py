@@ -360,11 +360,15 @@ def test_crossover_in_the_run_takes_each_entry_from_a_parent():
 # --- Gadam on a 2-D landscape ------------------------------------------------------------------
 
 
-def test_rastrigin_landscape_gradient_and_minimum():
+def test_rastrigin_landscape_gradient_hessian_and_minimum():
+    for f in (gadam.rastrigin(), gadam.rastrigin(center=(1.5, -2.0), angle=0.4)):
+        theta = torch.tensor([0.7, -1.3], dtype=torch.float64, requires_grad=True)
+        f.value(theta).backward()
+        assert torch.allclose(theta.grad, f.grad(theta.detach()))
+        hessian = torch.autograd.functional.hessian(f.value, theta.detach())
+        assert torch.allclose(hessian, f.hessian(theta.detach()))
+        assert float(f.value(np.array(f.minimum))) == pytest.approx(0.0, abs=1e-12)
     f = gadam.rastrigin()
-    theta = torch.tensor([0.7, -1.3], dtype=torch.float64, requires_grad=True)
-    f.value(theta).backward()
-    assert torch.allclose(theta.grad, f.grad(theta.detach()))
     assert f.value(np.zeros(2)) == 0.0
     assert float(f.value(np.array([1.0, 1.0]))) == pytest.approx(2.0, abs=1e-12)
     assert f.grid(50)[2].min() >= 0
@@ -492,3 +496,33 @@ def test_distributed_run_equals_the_single_process_run(tmp_path):
         assert saved.keys() == single.keys()
         for name, value in single.items():
             assert np.array_equal(saved[name], value), (rank, name)
+
+
+# --- figures (gdlib.gadam_figures) ------------------------------------------------------------
+
+
+def test_architecture_and_population_animation_play_offline():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from gdlib import gadam_figures
+
+    ax = gadam_figures.architecture()
+    texts = " ".join(t.get_text() for t in ax.texts)
+    for step in ("eq 43", "eq 44", "eq 45", "eqs 46-47", "eqs 48-49", "eq 50"):
+        assert step in texts, step
+    plt.close(ax.figure)
+    f = gadam.rastrigin(center=(2.0, -1.0))
+    history = gadam.Gadam(gadam.LandscapePoint(f), lambda out, y: out, torch.zeros(1, 1),
+                          torch.zeros(1), population=4, generations=2, steps=5, batch_size=1,
+                          init=gadam.uniform_init(-5.12, 5.12), mutation_rate=0.3,
+                          record="steps").run().history
+    html = gadam_figures.animate_population(f, history, "test", levels=5, dpi=30)
+    assert html.count("data:image/png;base64,") == 6  # 3 frames per generation
+    assert "http" not in html and "fa fa-" not in html
+    fig, _ = gadam_figures.population_figure(f, history, [0, 1], "test", levels=5)
+    plt.close(fig)
+    with pytest.raises(ValueError, match="record='steps'"):
+        gadam_figures.animate_population(f, small_run().run().history, "t")
