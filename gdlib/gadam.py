@@ -849,11 +849,13 @@ class Gadam:
         return self._unit_loss(self._forward(self.layout.views(flat), X), Y)
 
     def train(self, flat: torch.Tensor, units: Sequence[int] | None = None, generation: int = 0,
-              stage: str = "parents", paths: list | None = None):
+              stage: str = "parents", paths: list | None = None,
+              on_step: Callable | None = None):
         """Eq 43: ``steps`` steps of the rule from a fresh state for the rows of ``flat`` (units
         ``units``, default this process's), every unit on its own mini-batches (``stage``
         ``"parents"`` or ``"children"`` selects the random stream). Returns ``(flat, losses
-        (rows, steps))``; ``paths`` (a list) receives the parameters after every step."""
+        (rows, steps))``; ``paths`` (a list) receives the start and the parameters after every
+        step; ``on_step(t, flat)`` is called after step t = 1 .. steps."""
         _require_choice(stage, "stage", tuple(_STAGES))
         units = self.mine if units is None else list(units)
         stage = _STAGES[stage]
@@ -871,6 +873,8 @@ class Gadam:
             losses.append(loss.detach())
             if paths is not None:
                 paths.append(flat.detach().cpu())
+            if on_step is not None:
+                on_step(t + 1, flat.detach())
         losses = torch.stack(losses, 1) if losses else flat.new_zeros((flat.shape[0], 0))
         self._require_finite(losses, units, generation, "Adam training " +
                              ("of the parents" if stage == _TRAIN_PARENTS else "of the children"))
