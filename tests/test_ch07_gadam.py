@@ -1,9 +1,17 @@
-"""Chapter 7 (Gadam): the two book pages state what their code prints.
+"""Chapter 7 (Gadam): the exercise's grading round trip and the two book pages.
 
-The pages are read from the book build when they are in the table of contents, and executed
-in a temporary folder otherwise (before the lead adds them to _toc.yml).
+The round trip (release, submit, one ``nbgrader autograde``, scores and manual-grading flags
+from the gradebook) is tests/course_roundtrip.py's; this file holds the students and what they
+must get: full marks for the instructor's answers, 0 for the release as is, wrong answers with
+the mistake named, an answer right for the worked examples only, answers that draw their random
+numbers in another order (statistically right, not the prescribed stream) and one that calls
+gdlib. The pages are read from the book build when they are in the table of contents, and
+executed in a temporary folder otherwise (before the lead adds them to _toc.yml); their tests
+check what their text states against what their code prints.
 """
 
+import ast
+import builtins
 import itertools
 import re
 from pathlib import Path
@@ -11,13 +19,217 @@ from pathlib import Path
 import course_roundtrip as roundtrip
 import pytest
 
+from gdgrade import scan
+
 ROOT = Path(__file__).resolve().parent.parent
 ASSIGNMENT = "07_gadam"
+SOLUTION = roundtrip.solution_path(ASSIGNMENT)
+RELEASE = roundtrip.release_path(ASSIGNMENT)
+POINTS = {"selection_tests": 3.0, "crossover_tests": 4.0, "mutation_tests": 3.0}
+ANSWERS = ("selection_answer", "crossover_answer", "mutation_answer")
+FUNCTIONS = {"selection_tests": "selection_probabilities", "crossover_tests": "crossover_child",
+             "mutation_tests": "mutate_child"}
 PAGES = {name: ROOT / "book" / ASSIGNMENT / f"{name}.ipynb" for name in ("gadam", "gadam_study")}
 
 
-def test_pages_are_committed_without_outputs():
-    roundtrip.assert_committed_without_outputs(PAGES.values())
+# --- fast: the committed notebooks ------------------------------------------------------------
+
+
+def test_solution_has_points_markers_and_hidden_tests():
+    roundtrip.assert_solution_cells(ASSIGNMENT, POINTS, ANSWERS)
+    nb = roundtrip.read(SOLUTION)
+    for grade_id in POINTS:
+        visible, hidden = roundtrip.cell_by_id(nb, grade_id).source.split("BEGIN HIDDEN TESTS")
+        assert "from gdlib.gadam import" in hidden and "rng(7" in hidden, grade_id
+        assert "gdlib" not in visible.replace("against gdlib", ""), grade_id  # no reference
+    for grade_id in ("crossover_tests", "mutation_tests"):  # statistics over many draws
+        assert "n = 200_000" in roundtrip.cell_by_id(nb, grade_id).source, grade_id
+
+
+def test_grade_cells_import_what_they_call():
+    """No grade cell calls a name that only an earlier cell defines: an answer cell, which runs
+    in between, could rebind it."""
+    nb = roundtrip.read(SOLUTION)
+    for grade_id, answer in FUNCTIONS.items():
+        tree = ast.parse(roundtrip.cell_by_id(nb, grade_id).source)
+        own = {name for _, name, _ in scan.module_bindings(tree)}
+        called = {node.func.id for node in ast.walk(tree)
+                  if isinstance(node, ast.Call) and isinstance(node.func, ast.Name)}
+        assert called - own - set(dir(builtins)) - {answer} == set(), grade_id
+        assert {"call_answer", "check_array", "np"} <= own, grade_id
+
+
+def test_release_holds_stubs_only():
+    text = roundtrip.assert_release_stubs(ASSIGNMENT, ANSWERS)
+    assert "np.where(u <= p_ij, theta_i, theta_j)" not in text  # the instructor's answer
+    assert "from gdlib" not in text and "rng(72" not in text  # hidden tests only
+
+
+def test_notebooks_are_committed_without_outputs():
+    roundtrip.assert_committed_without_outputs((*PAGES.values(), SOLUTION, RELEASE))
+
+
+def test_scan_does_not_flag_the_release():
+    result = roundtrip.scan(RELEASE)
+    assert result.returncode == 0, result.stdout
+
+
+# --- slow: the grading round trip -----------------------------------------------------------
+
+WRONG = {
+    # The softmax of the raw losses: no normalisation.
+    "selection_answer": """
+def selection_probabilities(losses):
+    w = np.exp(-(np.asarray(losses) - np.min(losses)))
+    return w / w.sum()
+""",
+    # Parents swapped.
+    "crossover_answer": """
+def crossover_child(theta_i, theta_j, lhat_i, lhat_j, seed):
+    p_ij = np.exp(-lhat_i) / (np.exp(-lhat_i) + np.exp(-lhat_j))
+    u = np.random.default_rng(seed).random(len(theta_i))
+    return np.where(u <= p_ij, theta_j, theta_i)
+""",
+    # The base rate alone, without eq 49's factor.
+    "mutation_answer": """
+def mutate_child(child, p_i, p_j, base_rate, seed):
+    rng = np.random.default_rng(seed)
+    u, w = rng.random(len(child)), rng.random(len(child))
+    return np.where(u <= base_rate, w, child)
+""",
+}
+
+OTHER_ORDER = {  # the right distributions, drawn in another order than the task prescribes
+    "crossover_answer": """
+def crossover_child(theta_i, theta_j, lhat_i, lhat_j, seed):
+    rng = np.random.default_rng(seed)
+    p_ij = np.exp(-lhat_i) / (np.exp(-lhat_i) + np.exp(-lhat_j))
+    return np.array([a if rng.random() > 1 - p_ij else b for a, b in zip(theta_i, theta_j)])
+""",
+    "mutation_answer": """
+def mutate_child(child, p_i, p_j, base_rate, seed):
+    rng = np.random.default_rng(seed)
+    w = rng.random(len(child))
+    u = rng.random(len(child))
+    return np.where(u <= base_rate * (1 - p_i - p_j), w, child)
+""",
+}
+
+EXAMPLES_ONLY = {  # right on the worked examples, wrong elsewhere
+    "selection_answer": """
+def selection_probabilities(losses):
+    losses = np.asarray(losses, dtype=float)
+    span = losses.max() - losses.min()
+    lhat = (losses - losses.min()) / span if span > 0 else np.zeros_like(losses)
+    if len(losses) != 4:
+        lhat = losses / losses.max()
+    w = np.exp(-lhat)
+    return w / w.sum()
+""",
+    "mutation_answer": """
+def mutate_child(child, p_i, p_j, base_rate, seed):
+    rng = np.random.default_rng(seed)
+    u, w = rng.random(len(child)), rng.random(len(child))
+    return np.where(u <= 0.35, w, child)
+""",
+}
+
+CALLS_GDLIB = {
+    "crossover_answer": """
+from gdlib import gadam as _gadam
+
+
+def crossover_child(theta_i, theta_j, lhat_i, lhat_j, seed):
+    p_ij = _gadam.crossover_probability(lhat_i, lhat_j)
+    return _gadam.crossover(theta_i, theta_j, p_ij, np.random.default_rng(seed))[0]
+""",
+}
+
+SUBMISSIONS = {
+    "correct": {},
+    "unanswered": lambda: roundtrip.read(RELEASE),
+    "wrong": WRONG,
+    "other_order": OTHER_ORDER,
+    "examples_only": EXAMPLES_ONLY,
+    "calls_gdlib": CALLS_GDLIB,
+}
+
+
+@pytest.fixture(scope="module")
+def graded(tmp_path_factory):
+    """Release 07_gadam, submit every student of SUBMISSIONS, autograde them in one call."""
+    directory = tmp_path_factory.mktemp("course07")
+    with roundtrip.autograded(directory, ASSIGNMENT, SUBMISSIONS) as result:
+        yield result
+
+
+@pytest.mark.slow
+def test_unanswered_release_fails_only_in_its_test_cells(tmp_path):
+    roundtrip.assert_only_test_cells_fail_unanswered(ASSIGNMENT, POINTS, tmp_path)
+
+
+@pytest.mark.slow
+def test_correct_submission_gets_full_marks_and_unanswered_gets_zero(graded):
+    assert graded.scores["correct"] == POINTS
+    assert graded.scores["unanswered"] == dict.fromkeys(POINTS, 0.0)
+
+
+@pytest.mark.slow
+def test_wrong_answers_get_zero_with_the_mistake_named(graded):
+    assert graded.scores["wrong"] == dict.fromkeys(POINTS, 0.0)
+    selection = graded.feedback("wrong", "selection_tests")
+    assert "selection_probabilities on the worked example (3, 1, 2, 5)" in selection
+    assert "normalise them to [0, 1] by min-max first" in selection
+    crossover = graded.feedback("wrong", "crossover_tests")
+    assert "entry 0: expected -1, got 1" in crossover and "the parents are swapped" in crossover
+    mutation = graded.feedback("wrong", "mutation_tests")
+    assert "not base_rate alone" in mutation
+
+
+@pytest.mark.slow
+def test_answers_drawing_in_another_order_fail_exactly_with_a_hint(graded):
+    assert graded.scores["other_order"] == {**POINTS, "crossover_tests": 0.0,
+                                            "mutation_tests": 0.0}
+    assert "crossover_child on the worked example (seed 7)" in graded.feedback(
+        "other_order", "crossover_tests")
+    assert "draw the decisions u first and the new values w second" in graded.feedback(
+        "other_order", "mutation_tests")
+
+
+@pytest.mark.slow
+def test_answers_right_for_the_examples_only_fail_the_hidden_tests(graded):
+    assert graded.scores["examples_only"] == {**POINTS, "selection_tests": 0.0,
+                                              "mutation_tests": 0.0}
+    selection = graded.feedback("examples_only", "selection_tests")
+    assert "selection_probabilities: visible tests passed" in selection
+    assert "2 random losses" in selection and "division by the largest loss" in selection
+    mutation = graded.feedback("examples_only", "mutation_tests")
+    assert "mutate_child: visible tests passed" in mutation
+    assert re.search(r"mutate_child on d = \d+, P = \(", mutation)
+
+
+@pytest.mark.slow
+def test_answer_that_calls_gdlib_gets_zero(graded):
+    assert graded.scores["calls_gdlib"] == {**POINTS, "crossover_tests": 0.0}
+    assert "gdlib" in graded.feedback("calls_gdlib", "crossover_tests")
+
+
+@pytest.mark.slow
+def test_honest_submissions_are_not_held_for_manual_grading(graded):
+    for student in ("correct", "unanswered", "wrong", "other_order", "examples_only"):
+        assert not any(graded.manual[student].values()), student
+
+
+@pytest.mark.slow
+def test_feedback_never_shows_the_hidden_tests(graded):
+    process = roundtrip.course.run_nbgrader(["generate_feedback", ASSIGNMENT], graded.root)
+    assert process.returncode == 0, process.stdout + process.stderr
+    html = (graded.root / "feedback" / "wrong" / ASSIGNMENT / f"{ASSIGNMENT}.html").read_text()
+    assert "the worked example (3, 1, 2, 5)" in html
+    assert "rng(7100)" not in html and "HIDDEN TESTS" not in html
+
+
+# --- slow: the book pages ---------------------------------------------------------------------
 
 
 def _prose(name: str) -> str:
