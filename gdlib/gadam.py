@@ -466,7 +466,7 @@ class _Layout:
             raise ValueError(f"{name} has parameters {found}, but the population's unit models "
                              f"have {expected}: every unit model needs the same parameter names "
                              f"and shapes")
-        return torch.cat([p.detach().reshape(-1) for _, p in named])
+        return torch.cat([p.detach().reshape(-1).cpu() for _, p in named])
 
     def load(self, model: torch.nn.Module, row: torch.Tensor) -> None:
         with torch.no_grad():
@@ -825,7 +825,7 @@ class Gadam:
             if isinstance(self.init, (list, tuple)):
                 rows.append(self.layout.flatten(self.init[u], f"init[{u}]"))
                 continue
-            unit = copy.deepcopy(self.model)
+            unit = copy.deepcopy(self.model).cpu()  # drawn on the CPU: the same on any device
             make = _reset_init if self.init == "reset" else self.init
             unit = make(unit, _generator(self.seed, _INIT, u))
             rows.append(self.layout.flatten(unit, "the initialised unit model"))

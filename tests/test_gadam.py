@@ -526,3 +526,22 @@ def test_architecture_and_population_animation_play_offline():
     plt.close(fig)
     with pytest.raises(ValueError, match="record='steps'"):
         gadam_figures.animate_population(f, small_run().run().history, "t")
+
+
+# --- the chapter's experiments (gdlib.gadam_study) --------------------------------------------
+
+
+def test_study_budget_split_and_a_small_landscape_comparison():
+    from gdlib import gadam_study
+
+    assert gadam_study.budget(8, 6, 15) == 1440
+    split = gadam_study.digits_split()
+    assert (len(split.Y_train), len(split.Y_val), len(split.Y_test)) == (1200, 297, 300)
+    f = gadam.rastrigin(center=(2.0, -1.0))
+    found = gadam_study.landscape_comparison(f, range(2), {"Gadam": {}}, population=4,
+                                             generations=2, steps=5)
+    assert set(found) == {"Gadam", "multistart", "single"}
+    assert all(values.shape == (2,) and np.all(values >= 0) for values in found.values())
+    # The baselines start where the Gadam runs of the same seeds start.
+    run = gadam_study.landscape_gadam(f, 0, population=4, generations=2, steps=5)
+    assert np.isclose(run.run().history.best_loss, found["Gadam"][0])
