@@ -94,12 +94,18 @@ def book_build(tmp_path_factory, worker_id) -> BookBuild:
                      Path(fields["html"]))
 
 
-def pytest_collection_modifyitems(config, items):
-    """xdist groups: "book" for the tests that use the build, the module's name otherwise."""
-    for item in items:
-        uses_book = {"book_build", "book_html"} & set(getattr(item, "fixturenames", ()))
-        group = "book" if uses_book else item.module.__name__
-        item.add_marker(pytest.mark.xdist_group(group))
+def pytest_itemcollected(item):
+    """xdist groups: "book" for the tests that use the build, the module's name otherwise.
+
+    Marked as each test is collected: xdist's worker turns the marks into group names (a
+    ``@group`` suffix of the node id) in its own ``pytest_collection_modifyitems``, which runs
+    before a conftest's hook of that name. Marks added later, or a pytest whose node ids xdist
+    3.8 cannot rename (pytest 9, hence the pin in requirements.txt), make every test a group of
+    its own: module fixtures are set up again on each worker and one worker waits idle for the
+    other's book build. tests/test_suite.py checks that the groups hold."""
+    uses_book = {"book_build", "book_html"} & set(getattr(item, "fixturenames", ()))
+    group = "book" if uses_book else item.module.__name__
+    item.add_marker(pytest.mark.xdist_group(group))
 
 
 @pytest.fixture(scope="session")

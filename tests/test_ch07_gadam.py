@@ -5,9 +5,8 @@ from the gradebook) is tests/course_roundtrip.py's; this file holds the students
 must get: full marks for the instructor's answers, 0 for the release as is, wrong answers with
 the mistake named, an answer right for the worked examples only, answers that draw their random
 numbers in another order (statistically right, not the prescribed stream) and one that calls
-gdlib. The pages are read from the book build when they are in the table of contents, and
-executed in a temporary folder otherwise (before the lead adds them to _toc.yml); their tests
-check what their text states against what their code prints.
+gdlib. The pages are read from the book build (executed once per run); their tests check what
+their text states against what their code prints.
 """
 
 import ast
@@ -244,17 +243,9 @@ def _prose(name: str) -> str:
                              if cell.cell_type == "markdown").split())
 
 
-@pytest.fixture(scope="module")
-def where(request, tmp_path_factory):
-    """The book build when chapter 7 is in the table of contents, else a scratch folder."""
-    if "book/07_gadam/gadam" in (ROOT / "_toc.yml").read_text(encoding="utf-8"):
-        return request.getfixturevalue("book_build")
-    return tmp_path_factory.mktemp("ch07")
-
-
 @pytest.mark.slow
-def test_gadam_page_computes_what_its_text_states(where):
-    text = roundtrip.run_page(PAGES["gadam"], where)
+def test_gadam_page_computes_what_its_text_states(book_build):
+    text = roundtrip.run_page(PAGES["gadam"], book_build)
     prose = _prose("gadam")
     # Adam alone stays in the basin it starts in (the nearest grid point of start and end).
     starts = re.findall(r"^unit (\d): theta = \(\s*(\S+),\s*(\S+)\)", text, re.MULTILINE)
@@ -299,8 +290,8 @@ def test_gadam_page_computes_what_its_text_states(where):
 
 
 @pytest.mark.slow
-def test_gadam_study_page_computes_what_its_text_states(where):
-    text = roundtrip.run_page(PAGES["gadam_study"], where)
+def test_gadam_study_page_computes_what_its_text_states(book_build):
+    text = roundtrip.run_page(PAGES["gadam_study"], book_build)
     prose = _prose("gadam_study")
     assert "budget B = 2400 gradient evaluations per run" in text
     assert "**Gadam does not beat Adam here.**" in prose
