@@ -13,6 +13,8 @@ pytest rewrites the asserts of test files only, so the ``assert_*`` checks here 
 that matter in their messages.
 """
 
+import ast
+import re
 import shutil
 import stat
 import subprocess
@@ -102,6 +104,31 @@ def printed(nb) -> str:
     """Everything the code cells of an executed notebook printed (stdout and stderr)."""
     return "\n".join(o.get("text", "") for c in nb.cells if c.cell_type == "code"
                      for o in c.outputs if o.output_type == "stream")
+
+
+def glued(path: Path, where) -> dict[str, str]:
+    """The values a page glued (myst-nb ``glue``) as the build executed it: {name: text/plain}.
+    A page glues a number that depends on the machine (a training run's loss, an iteration
+    count at a threshold) and its prose shows it with ``{glue:text}`name:format```."""
+    nb = read(where.executed(path))
+    values = {}
+    for cell in nb.cells:
+        for output in cell.get("outputs", []) if cell.cell_type == "code" else ():
+            scrapbook = output.get("metadata", {}).get("scrapbook")
+            if output.output_type == "display_data" and scrapbook:
+                values[scrapbook["name"]] = output.data[f"{scrapbook['mime_prefix']}text/plain"]
+    return values
+
+
+def assert_glued_as_printed(prose: str, values: Mapping[str, str], name: str,
+                            printed_value: str) -> None:
+    """The prose shows the glued value ``name`` and it is the value the page printed."""
+    match = re.search(r"\{glue:text\}`" + re.escape(name) + r"(?::([^`]*))?`", prose)
+    assert match, f"the prose does not show the glued value {name!r}"
+    assert name in values, f"the page does not glue {name!r}"
+    value = ast.literal_eval(values[name]) if values[name] not in ("nan", "None") else values[name]
+    shown = format(value, match[1]) if match[1] and not isinstance(value, str) else str(value)
+    assert shown == printed_value, (name, shown, printed_value)
 
 
 def scan(path: Path, cwd: Path = ROOT) -> subprocess.CompletedProcess:

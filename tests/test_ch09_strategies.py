@@ -128,34 +128,49 @@ def test_deep_networks_page_computes_what_its_text_states(book_build):
         r"\s+(\S+\s+\S+\s+\S+)$", text, re.MULTILINE)}
     assert len(rows) == 7
     ln10 = re.search(r"ln 10 = ([\d.]+)", text).group(1)
+    values = roundtrip.glued(PAGES["deep_networks"], book_build)
+    slug = {"small": "small", "scaled 1/sqrt(m)": "scaled", "Glorot (normalized)": "glorot",
+            "He": "he", "orthogonal": "orthogonal", "sparse (k=15)": "sparse"}
     for stuck in ("small", "scaled 1/sqrt(m)"):
-        assert abs(float(rows[stuck][2]) - float(ln10)) < 1e-3
-        assert_stated(f"${rows[stuck][2]}$ is $\\ln 10 = {ln10}$", words)
+        assert abs(float(rows[stuck][2]) - float(ln10)) < 1e-3  # "ln 10 to three decimals"
+        roundtrip.assert_glued_as_printed(words, values, f"init_{slug[stuck]}", rows[stuck][2])
+    assert_stated(f"are $\\ln 10 = {ln10}$", words)
     assert rows["large"][2] == "nan"
     assert_stated(f"${rows['scaled 1/sqrt(m)'][1]}$) never move", words)
     trained = {"orthogonal": "orthogonal ends at", "He": "He at",
                "Glorot (normalized)": "Glorot at", "sparse (k=15)": "sparse at"}
     for name, words_before in trained.items():
-        assert float(rows[name][2]) < 0.5, name  # these four train
-        assert_stated(f"{words_before} ${rows[name][2]}$", words)
+        assert float(rows[name][2]) < 0.5, name  # "The four other rules train"
+        key = f"init_{slug[name]}"
+        assert_stated(f"{words_before} {{glue:text}}`{key}:.4f`", words)
+        roundtrip.assert_glued_as_printed(words, values, key, rows[name][2])
     for name in ("He", "orthogonal", "Glorot (normalized)", "sparse (k=15)"):
         assert_stated(f"${rows[name][0]} \\to {rows[name][1]}$", words)
-    bn = {(name, lr): values.split() for name, lr, values in re.findall(
+    bn = {(name, lr): pair.split() for name, lr, pair in re.findall(
         r"^(small|scaled 1/sqrt\(m\)|He)\s+(0.02|0.1)\s+(\S+\s+\S+)\s+plain", text, re.MULTILINE)}
     steps = {(name, lr): pair for name, lr, *pair in re.findall(
         r"^(small|scaled 1/sqrt\(m\)|He)\s+(0.02|0.1)\s+.*plain (\S+), batch norm (\S+)$", text,
         re.MULTILINE)}
-    assert_stated(f"reaches ${bn['small', '0.02'][1]}$ and ${bn['scaled 1/sqrt(m)', '0.02'][1]}$",
-                  words)
-    assert float(bn["He", "0.1"][0]) > 2.0 or bn["He", "0.1"][0] == "nan"  # plain fails
-    assert_stated(f"normalized one reaches ${bn['He', '0.1'][1]}$", words)
-    assert_stated(f"below $0.5$ after {steps['He', '0.1'][1]} steps", words)
+    for (name, lr), (plain, normed) in bn.items():
+        key = f"bn_{slug[name]}_{lr.replace('.', '')}"
+        for kind, final, step in (("plain", plain, steps[name, lr][0]),
+                                  ("normed", normed, steps[name, lr][1])):
+            if f"{{glue:text}}`{key}_{kind}:" in words:
+                roundtrip.assert_glued_as_printed(words, values, f"{key}_{kind}", final)
+            if f"{{glue:text}}`{key}_{kind}_steps`" in words:
+                roundtrip.assert_glued_as_printed(words, values, f"{key}_{kind}_steps", step)
+    # "the normalized network reaches" a trained loss from the two starts that did not train
+    assert float(bn["small", "0.02"][1]) < 0.5 and float(bn["scaled 1/sqrt(m)", "0.02"][1]) < 0.5
+    assert_stated("reaches {glue:text}`bn_small_002_normed:.4f` and "
+                  "{glue:text}`bn_scaled_002_normed:.4f`", words)
+    # at lr 0.1 the plain network fails, the normalized one trains
+    assert float(bn["He", "0.1"][0]) > 2.0 or bn["He", "0.1"][0] == "nan"
+    assert float(bn["He", "0.1"][1]) < 0.5 and steps["He", "0.1"][1] != "None"
+    assert_stated("the normalized one reaches {glue:text}`bn_he_01_normed:.4f`", words)
     plain_steps, bn_steps = steps["He", "0.02"]
-    assert int(plain_steps) < int(bn_steps)  # not faster at the same learning rate
-    assert_stated(f"after {plain_steps} steps, the normalized one after {bn_steps}", words)
-    assert_stated(f"ends at ${bn['He', '0.02'][1]}$ against ${bn['He', '0.02'][0]}$", words)
-    if bn["He", "0.1"][0] != "nan":
-        assert_stated(f"(final loss ${bn['He', '0.1'][0]}$", words)
+    assert int(plain_steps) < int(bn_steps)  # "not faster at the same learning rate"
+    assert_stated("after {glue:text}`bn_he_002_plain_steps` steps, the normalized one after "
+                  "{glue:text}`bn_he_002_normed_steps`", words)
 
 
 # --- the exercise (solutions/09_strategies): committed notebooks, then the grading round trip --
