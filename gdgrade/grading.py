@@ -705,7 +705,8 @@ def check_array(name: str, got, expected, *, rtol: float = 1e-7, atol: float = 1
     if finite_expected and not bool(_np_isfinite(got).all()):
         lines.append(
             "  your result holds NaN or infinity where the answer is finite: look for exp of a "
-            "large number (overflow), log(0), or 0 * inf"
+            "large number (overflow), log(0), 0 * inf, or a division by zero (such as "
+            "1 - beta**t with t = 0: t counts from 1)"
         )
     elif finite_expected:
         with _errstate(all="ignore"):

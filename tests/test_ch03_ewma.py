@@ -139,7 +139,7 @@ def test_wrong_answers_get_zero_with_feedback_naming_the_step(graded):
     assert "the seed's first three days" in ewma
     assert "t - 1 = 0: expected 0.8, got 40" in ewma
     corrected = graded.feedback("wrong", "corrected_tests")
-    assert "NaN or infinity" in corrected
+    assert "NaN or infinity" in corrected and "1 - beta**t with t = 0" in corrected
 
 
 @pytest.mark.slow
