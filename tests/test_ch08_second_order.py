@@ -1,9 +1,10 @@
-"""Chapter 8 (second-order methods): the two book pages state what their code prints.
-
-The exercise (a Newton step and the L-BFGS two-loop recursion) is not written yet; its round
-trip will go here, modelled on tests/test_ch04_momentum.py.
+"""Chapter 8 (second-order methods): the two book pages state what their code prints, and
+exercise 8 (the Newton step, the L-BFGS two-loop recursion, L-BFGS on a quadratic) grades
+right, wrong, subtly wrong and dishonest answers as it should (nbgrader round trip).
 """
 
+import ast
+import builtins
 import re
 from pathlib import Path
 
@@ -73,3 +74,194 @@ def test_quasi_newton_page_computes_what_its_text_states(book_build):
     newton_slower = re.findall(r"median seconds per iteration: L-BFGS (\S+), Newton (\S+)", text)
     lbfgs, newton = map(float, newton_slower[1])  # the logistic regression
     assert newton > lbfgs
+
+
+# --- exercise 8 -------------------------------------------------------------------------------
+
+ASSIGNMENT = "08_second_order"
+SOLUTION = roundtrip.solution_path(ASSIGNMENT)
+RELEASE = roundtrip.release_path(ASSIGNMENT)
+POINTS = {"newton_tests": 3.0, "two_loop_tests": 5.0, "lbfgs_tests": 2.0}
+ANSWERS = ("newton_answer", "two_loop_answer", "lbfgs_answer")
+FUNCTIONS = {"newton_tests": "newton_step", "two_loop_tests": "two_loop",
+             "lbfgs_tests": "lbfgs_quadratic"}
+
+
+def test_solution_has_points_markers_and_hidden_tests():
+    roundtrip.assert_solution_cells(ASSIGNMENT, POINTS, ANSWERS)
+    nb = roundtrip.read(SOLUTION)
+    for grade_id in POINTS:
+        visible, hidden = roundtrip.cell_by_id(nb, grade_id).source.split("BEGIN HIDDEN TESTS")
+        assert "from gdlib.second_order import" in hidden and "rng(8" in hidden, grade_id
+        assert "from gdlib" not in visible and "import gdlib" not in visible, grade_id
+
+
+def test_grade_cells_import_what_they_call():
+    """No grade cell calls a name that only an earlier cell defines (an answer could rebind it);
+    lbfgs_quadratic's cell may call two_loop only through the student's lbfgs_quadratic."""
+    from gdgrade import scan
+
+    nb = roundtrip.read(SOLUTION)
+    for grade_id, answer in FUNCTIONS.items():
+        tree = ast.parse(roundtrip.cell_by_id(nb, grade_id).source)
+        own = {name for _, name, _ in scan.module_bindings(tree)}
+        called = {node.func.id for node in ast.walk(tree)
+                  if isinstance(node, ast.Call) and isinstance(node.func, ast.Name)}
+        assert called - own - set(dir(builtins)) - {answer} == set(), grade_id
+
+
+def test_release_holds_stubs_only():
+    text = roundtrip.assert_release_stubs(ASSIGNMENT, ANSWERS)
+    assert "np.linalg.cond(hessian) <" not in text  # the instructor's answer
+    assert "alpha[i] = rho[i]" not in text and "s_list.pop(0)" not in text
+    assert "from gdlib" not in text and "rng(8" not in text  # hidden tests only
+
+
+def test_exercise_notebooks_are_committed_without_outputs():
+    roundtrip.assert_committed_without_outputs((SOLUTION, RELEASE))
+
+
+def test_scan_does_not_flag_the_release():
+    result = roundtrip.scan(RELEASE)
+    assert result.returncode == 0, result.stdout
+
+
+def test_pages_link_the_exercise():
+    for name in PAGES:
+        assert f"exercises/{ASSIGNMENT}/{ASSIGNMENT}.ipynb" in _source(name), name
+
+
+WRONG = {
+    # Solves H p = g: the step goes uphill.
+    "newton_answer": """
+def newton_step(grad, hessian):
+    if not np.linalg.cond(hessian) < 1 / np.finfo(float).eps:
+        raise ValueError("singular Hessian")
+    return np.linalg.solve(hessian, grad)
+""",
+    # The pairs taken newest first: both loops run in the wrong order.
+    "two_loop_answer": """
+def two_loop(grad, s_list, y_list, gamma=1.0):
+    s_list, y_list = s_list[::-1], y_list[::-1]
+    m = len(s_list)
+    alpha = [0.0] * m
+    q = np.array(grad, dtype=float)
+    for i in range(m - 1, -1, -1):
+        alpha[i] = (s_list[i] @ q) / (y_list[i] @ s_list[i])
+        q = q - alpha[i] * y_list[i]
+    r = gamma * q
+    for i in range(m):
+        beta = (y_list[i] @ r) / (y_list[i] @ s_list[i])
+        r = r + (alpha[i] - beta) * s_list[i]
+    return r
+""",
+    # A full step t = 1 instead of the exact line search.
+    "lbfgs_answer": """
+def lbfgs_quadratic(A, b, x0, m, iterations):
+    x = np.array(x0, dtype=float)
+    s_list, y_list, gamma, path = [], [], 1.0, [x.copy()]
+    for _ in range(iterations):
+        s = -two_loop(A @ x - b, s_list, y_list, gamma)
+        x = x + s
+        y = A @ s
+        s_list, y_list = (s_list + [s])[-m:], (y_list + [y])[-m:]
+        gamma = (y @ s) / (y @ y)
+        path.append(x.copy())
+    return np.array(path)
+""",
+}
+
+SUBTLE = {
+    # np.linalg.solve alone: rejects the exactly singular example, not a nearly singular H.
+    "newton_answer": """
+def newton_step(grad, hessian):
+    return -np.linalg.solve(hessian, grad)
+""",
+    # Steepest descent with the exact step: right on the first iteration only.
+    "lbfgs_answer": """
+def lbfgs_quadratic(A, b, x0, m, iterations):
+    x = np.array(x0, dtype=float)
+    path = [x.copy()]
+    for _ in range(iterations):
+        p = -(A @ x - b)
+        x = x + (p @ p) / (p @ (A @ p)) * p
+        path.append(x.copy())
+    return np.array(path)
+""",
+}
+
+CALLS_GDLIB = {
+    "two_loop_answer": """
+from gdlib import second_order as _so
+
+
+def two_loop(grad, s_list, y_list, gamma=1.0):
+    return _so.two_loop(grad, s_list, y_list, gamma)
+""",
+}
+
+SUBMISSIONS = {"correct": {}, "unanswered": lambda: roundtrip.read(RELEASE), "wrong": WRONG,
+               "subtle": SUBTLE, "calls_gdlib": CALLS_GDLIB}
+
+
+@pytest.fixture(scope="module")
+def graded(tmp_path_factory):
+    """Release 08_second_order, submit every student of SUBMISSIONS, autograde them at once."""
+    directory = tmp_path_factory.mktemp("course08")
+    with roundtrip.autograded(directory, ASSIGNMENT, SUBMISSIONS) as result:
+        yield result
+
+
+@pytest.mark.slow
+def test_unanswered_release_fails_only_in_its_test_cells(tmp_path):
+    roundtrip.assert_only_test_cells_fail_unanswered(ASSIGNMENT, POINTS, tmp_path)
+
+
+@pytest.mark.slow
+def test_correct_submission_gets_full_marks_and_unanswered_gets_zero(graded):
+    assert graded.scores["correct"] == POINTS
+    assert graded.scores["unanswered"] == dict.fromkeys(POINTS, 0.0)
+
+
+@pytest.mark.slow
+def test_wrong_answers_get_zero_with_the_mistake_named(graded):
+    assert graded.scores["wrong"] == dict.fromkeys(POINTS, 0.0)
+    newton = graded.feedback("wrong", "newton_tests")
+    assert "newton_step on the long valley at (-5, -2)" in newton
+    assert "you solved H p = g" in newton
+    assert "the loops run in the wrong order" in graded.feedback("wrong", "two_loop_tests")
+    assert "that is a full step t = 1" in graded.feedback("wrong", "lbfgs_tests")
+
+
+@pytest.mark.slow
+def test_subtly_wrong_answers_fail_the_hidden_tests(graded):
+    assert graded.scores["subtle"] == {**POINTS, "newton_tests": 0.0, "lbfgs_tests": 0.0}
+    newton = graded.feedback("subtle", "newton_tests")
+    assert "newton_step: visible tests passed" in newton  # np.linalg.solve rejects example 3
+    assert "H is singular to working precision" in newton and "raise ValueError" in newton
+    lbfgs = graded.feedback("subtle", "lbfgs_tests")
+    assert "lbfgs_quadratic on example 1" in lbfgs
+    assert "those are the iterates of steepest descent" in lbfgs
+
+
+@pytest.mark.slow
+def test_answer_that_calls_gdlib_gets_zero(graded):
+    # (c) runs the student's two_loop, so it reaches the reference too and gets 0 as well.
+    assert graded.scores["calls_gdlib"] == {**POINTS, "two_loop_tests": 0.0, "lbfgs_tests": 0.0}
+    for grade_id in ("two_loop_tests", "lbfgs_tests"):
+        assert "gdlib.second_order" in graded.feedback("calls_gdlib", grade_id), grade_id
+
+
+@pytest.mark.slow
+def test_honest_submissions_are_not_held_for_manual_grading(graded):
+    for student in ("correct", "unanswered", "wrong", "subtle"):
+        assert not any(graded.manual[student].values()), student
+
+
+@pytest.mark.slow
+def test_feedback_never_shows_the_hidden_tests(graded):
+    process = roundtrip.course.run_nbgrader(["generate_feedback", ASSIGNMENT], graded.root)
+    assert process.returncode == 0, process.stdout + process.stderr
+    html = (graded.root / "feedback" / "wrong" / ASSIGNMENT / f"{ASSIGNMENT}.html").read_text()
+    assert "the long valley at (-5, -2)" in html
+    assert "rng(8100)" not in html and "HIDDEN TESTS" not in html
