@@ -10,8 +10,15 @@ all cores (jupyter-cache's ``local-parallel`` executor, each in its own folder a
 would). The build then finds every result in the cache. A notebook that fails here is simply
 not cached: the build executes it again and reports the error as usual, so this step never
 hides a failure. ``make book`` and the tests' book build run it first.
+
+The notebooks run side by side, one per core, so each kernel gets one math thread
+(``OMP_NUM_THREADS=1`` and its MKL/OpenBLAS siblings, unless already set): torch's and BLAS's
+default of one thread per core made every kernel compete with the others for all the cores,
+and the torch-heavy pages ran up to seven times slower than alone (measured: the Gadam study
+page, 22 s alone, took 157 s in a build).
 """
 
+import os
 import sys
 import time
 from pathlib import Path
@@ -42,6 +49,8 @@ def main(argv=None) -> int:
     if len(argv) != 1:
         print(__doc__, file=sys.stderr)
         return 2
+    for variable in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ.setdefault(variable, "1")  # inherited by every kernel started below
     config = yaml.safe_load((ROOT / "_config.yml").read_text(encoding="utf-8"))
     timeout = config.get("execute", {}).get("timeout", 30)
     cache = get_cache(str(Path(argv[0]).resolve() / "_build" / ".jupyter_cache"))
