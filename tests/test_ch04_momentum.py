@@ -367,6 +367,19 @@ def test_momentum_page_computes_what_its_text_states(book_build):
     buffers = re.search(r"torch buffer, dampening=beta: (.*)", text).group(1)
     averages = re.search(r"moving average \(form \(c\)\):\s+(.*)", text).group(1)
     assert f"buffer is ${buffers}$ and the\nmoving average ${averages}$" in prose
+    # Memory and the dip (issue 12): one buffer; momentum crosses the shallow dip only.
+    assert "Momentum: parameters 4.0 MB, state velocity 4.0 MB" in text
+    assert "GD: parameters 4.0 MB, state no array" in text
+    ends = {float(d): (has, float(gd), float(mom)) for d, has, gd, mom in re.findall(
+        r"^\s+([\d.]+)\s+(yes|no)\s+(-?[\d.]+)\s+(-?[\d.]+)$", text, re.MULTILINE)}
+    assert sorted(ends) == [0.05, 0.1, 0.15, 0.2, 0.3, 0.5], ends
+    for depth, (has, gd, mom) in ends.items():
+        if depth <= 0.1:  # "Without a local minimum both methods reach x = 0"
+            assert has == "no" and abs(gd) < 1e-3 and abs(mom) < 1e-3, depth
+        elif depth == 0.15:  # GD stops in the dip, momentum crosses it
+            assert has == "yes" and abs(mom) < 1e-3 and f"$x \\approx {gd:.2f}$" in prose
+        else:  # "From d = 0.2 on, the dip is deep enough to stop momentum too"
+            assert has == "yes" and gd == mom and 2.5 < gd < 3.5, depth
 
 
 @pytest.mark.slow
