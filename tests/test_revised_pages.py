@@ -32,3 +32,23 @@ def test_noisy_gradients_page_states_what_the_run_shows(book_build):
     # "fluctuates almost as much with momentum as without": ratio between 0.9 and 1.1
     assert 0.9 < ratio < 1.1, ratio
     assert abs(ratio - rows["Momentum"][1] / rows["GD"][1]) < 0.01
+
+
+CHAPTER_PAGES = sorted(p for chapter in ("01_losses", "02_sgd", "03_ewma", "04_momentum")
+                       for p in (BOOK / chapter).glob("*.ipynb"))
+
+
+@pytest.mark.parametrize("page", CHAPTER_PAGES, ids=lambda p: p.stem)
+def test_every_page_of_chapters_1_to_4_ends_with_questions_and_folded_answers(page):
+    last = roundtrip.read(page).cells[-1]
+    assert last.cell_type == "markdown" and last.source.startswith("## Questions\n"), page.name
+    questions = re.findall(r"^\d+\. ", last.source, re.MULTILINE)
+    answers = last.source.count(":::{admonition} Answer\n:class: dropdown\n")
+    assert 3 <= len(questions) <= 5 and answers == len(questions), (page.name, questions)
+
+
+def test_chapter_9_pages_link_their_exercise():
+    for name in ("difficulties", "strategies"):
+        source = "".join(c.source for c in roundtrip.read(BOOK / "09_strategies" /
+                                                          f"{name}.ipynb").cells)
+        assert "exercises/09_strategies/09_strategies.ipynb" in source, name
