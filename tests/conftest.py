@@ -22,6 +22,11 @@ from filelock import FileLock
 from jupyter_cache import get_cache
 
 REPO = Path(__file__).resolve().parents[1]
+
+# Two workers on two cores: one math thread per process (and per kernel or grading process
+# they start), or torch's and BLAS's one-thread-per-core defaults oversubscribe the machine.
+for _variable in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+    os.environ.setdefault(_variable, "1")
 LOG_TAIL_LINES = 40
 
 
