@@ -240,3 +240,69 @@ def test_decay_page_shows_the_schedules_and_their_effect(book_build):
         line = next(line for line in text.splitlines() if line.startswith(label + ":"))
         lr_difference = float(line.split("max |lr difference| = ")[1].split(",")[0])
         assert lr_difference < 1e-15, line
+
+
+def _prose(path: Path) -> str:
+    return "\n".join(c.source for c in roundtrip.read(path).cells if c.cell_type == "markdown")
+
+
+def _found(pattern: str, text: str) -> tuple:
+    match = re.search(pattern, text)
+    assert match, f"the page does not print {pattern!r}"
+    return match.groups()
+
+
+@pytest.mark.slow
+def test_chapter_2_prose_shows_the_values_its_runs_printed(book_build):
+    """No "printed above" left for the reader to hunt (issue 12): each number the prose cites
+    is glued from the cell that prints it, and is the value printed there."""
+    for path in PAGES.values():
+        assert "printed above" not in _prose(path), path.name
+    checks = {
+        "gradient_descent": {
+            "loop_ratio": r"the loop is (\d+) times slower",
+            "noise_ratio_measured": r"the error is (\S+) times smaller",
+            "noise_ratio_formula": r"times smaller \(formula (\S+)\)",
+            "band_min": r"loss from (\S+) to",
+            "band_max": r"loss from \S+ to (\S+) \(full",
+            "band_full": r"\(full training loss (\S+)\)",
+            "band_outside": r": (\S+%) of their",
+            "overtake_epoch": r"the small rate is ahead from epoch (\d+) on",
+            "constant_rate_ratio": r"its excess loss is (\d+) times smaller",
+            "below_x_steps": r"\|x\| first below 1e-3 after (\d+) steps",
+            "below_y_steps": r"\|y\| first below 1e-3 after (\d+) steps",
+            "saddle_extra_steps": r"closer to the line: (\d+) more slow",
+            "saddle_per_decade": r"more slow steps, (\S+) per decade",
+        },
+        "lr_decay": {
+            "halving_epochs": r"halves the rate every (\S+) epochs",
+            "cloud_distance": r"mean over the last 10 epochs (\S+),",
+            "cloud_epoch": r"first reached in epoch (\d+)",
+            "distance_ratio": r"distance ratio (\S+) \(",
+        },
+        "minibatch_study": {
+            "b1_lowest_step": r"lowest \S+ at step (\d+)",
+            "b1_rise": r"\((\S+) times the lowest\)",
+            "b256_rate_factor": r"the loss at eta = 0.1 is (\d+) times lower",
+            "step_ratio_256": r"a step of b = 256 takes (\S+) times as long",
+            "seconds_32_0.1": r"b = 32, eta = 0.1 +(\S+) +\(\S+ ms per step\)",
+            "seconds_256_0.1": r"b = 256, eta = 0.1 +(\S+) +\(\S+ ms per step\)",
+            "seconds_1797_0.1": r"b = n = 1797, eta = 0.1 +(\S+) +\(\S+ ms per step\)",
+        },
+    }
+    for page, names in checks.items():
+        text = roundtrip.run_page(PAGES[page], book_build)
+        prose = _prose(PAGES[page])
+        values = roundtrip.glued(PAGES[page], book_build)
+        for name, pattern in names.items():
+            roundtrip.assert_glued_as_printed(prose, values, name, _found(pattern, text)[0])
+
+
+@pytest.mark.slow
+def test_losses_page_glues_the_narrowest_step(book_build):
+    page = ROOT / "book" / "01_losses" / "losses.ipynb"
+    text = roundtrip.run_page(page, book_build)
+    width = _found(r"narrowest step: .* \(width (\S+)\)", text)[0]
+    assert "printed above" not in _prose(page)
+    roundtrip.assert_glued_as_printed(_prose(page), roundtrip.glued(page, book_build),
+                                      "narrowest_width", width)
