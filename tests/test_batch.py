@@ -21,7 +21,7 @@ import pytest
 from gdgrade import batch
 
 ASSIGNMENT = "03_ewma"
-POINTS = {"ewma_tests": 4.0, "corrected_tests": 4.0, "window_tests": 2.0}
+POINTS = {"ewma_tests": 4.0, "corrected_tests": 4.0, "window_tests": 1.0}
 WRONG_EWMA = """
 def ewma(theta, beta, bias_correction=False):
     import numpy as np
@@ -66,8 +66,8 @@ def test_every_gradable_submission_is_graded_and_the_rest_reported(graded):
     _course, summary = graded
     got = totals(summary)
     bob = got.pop("bob")
-    assert got == {"ann": (10.0, 10.0), "zoe": (10.0, 10.0)}
-    assert bob[0] < 10.0 and bob[1] == 10.0
+    assert got == {"ann": (9.0, 9.0), "zoe": (9.0, 9.0)}
+    assert bob[0] < 9.0 and bob[1] == 9.0
     failed = {student: why for student, _, why in summary.failed}
     assert set(failed) == {"broken", "old"}
     assert "not valid JSON" in failed["broken"]
@@ -110,7 +110,7 @@ def test_a_renamed_notebook_in_nbgrader_layout_is_graded_and_reported(course, tm
     folder = tmp_path / "submitted"
     _write(folder / "kim" / ASSIGNMENT / "my_copy.ipynb", roundtrip.answered(ASSIGNMENT, {}))
     summary = batch.grade_all(course, folder, workers=1, progress=False)
-    assert totals(summary) == {"kim": (10.0, 10.0)}
+    assert totals(summary) == {"kim": (9.0, 9.0)}
     assert any("submitted as my_copy.ipynb" in note for note in summary.notes)
 
 

@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parent.parent
 ASSIGNMENT = "02_sgd"
 SOLUTION = roundtrip.solution_path(ASSIGNMENT)
 RELEASE = roundtrip.release_path(ASSIGNMENT)
-POINTS = {"mb_tests": 4.0, "step_tests": 2.0, "inverse_time_tests": 2.0, "staircase_tests": 2.0}
+POINTS = {"mb_tests": 4.0, "step_tests": 1.0, "inverse_time_tests": 2.0, "staircase_tests": 2.0}
 ANSWERS = ("mb_answer", "step_answer", "inverse_time_answer", "staircase_answer")
 PAGES = {name: ROOT / "book" / "02_sgd" / f"{name}.ipynb"
          for name in ("gradient_descent", "minibatch_study", "lr_decay")}
@@ -173,7 +173,7 @@ def test_in_place_updates_and_off_by_one_epochs_get_zero_with_feedback(graded):
 
 @pytest.mark.slow
 def test_missing_last_batch_and_smooth_staircase_get_zero_with_feedback(graded):
-    assert graded.scores["drops_last_batch"] == {"mb_tests": 0.0, "step_tests": 2.0,
+    assert graded.scores["drops_last_batch"] == {"mb_tests": 0.0, "step_tests": 1.0,
                                                  "inverse_time_tests": 2.0,
                                                  "staircase_tests": 0.0}
     assert ("expected 3 mini-batches (7 examples in batches of 3, sizes [3, 3, 1]), got 2"
@@ -193,7 +193,7 @@ def test_hard_coded_answers_pass_only_the_visible_tests(graded):
 
 @pytest.mark.slow
 def test_answers_that_call_gdlib_get_zero(graded):
-    assert graded.scores["calls_libraries"] == {"mb_tests": 0.0, "step_tests": 2.0,
+    assert graded.scores["calls_libraries"] == {"mb_tests": 0.0, "step_tests": 1.0,
                                                 "inverse_time_tests": 0.0, "staircase_tests": 2.0}
     assert "gdlib.training.random_mini_batches" in graded.feedback("calls_libraries",
                                                                    "mb_tests")

@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parent.parent
 ASSIGNMENT = "03_ewma"
 SOLUTION = roundtrip.solution_path(ASSIGNMENT)
 RELEASE = roundtrip.release_path(ASSIGNMENT)
-POINTS = {"ewma_tests": 4.0, "corrected_tests": 4.0, "window_tests": 2.0}
+POINTS = {"ewma_tests": 4.0, "corrected_tests": 4.0, "window_tests": 1.0}
 ANSWERS = ("ewma_answer", "corrected_answer", "window_answer")
 PAGE = ROOT / "book" / "03_ewma" / "ewma.ipynb"
 
@@ -134,7 +134,7 @@ def test_correct_submission_gets_full_marks_and_unanswered_gets_zero(graded):
 @pytest.mark.slow
 def test_wrong_answers_get_zero_with_feedback_naming_the_step(graded):
     assert graded.scores["wrong"] == {"ewma_tests": 0.0, "corrected_tests": 0.0,
-                                      "window_tests": 2.0}
+                                      "window_tests": 1.0}
     ewma = graded.feedback("wrong", "ewma_tests")
     assert "the seed's first three days" in ewma
     assert "t - 1 = 0: expected 0.8, got 40" in ewma
@@ -156,7 +156,7 @@ def test_hard_coded_seed_numbers_pass_only_the_visible_tests(graded):
 @pytest.mark.slow
 def test_answers_that_call_scipy_or_gdlib_get_zero(graded):
     assert graded.scores["calls_libraries"] == {"ewma_tests": 0.0, "corrected_tests": 0.0,
-                                                "window_tests": 2.0}
+                                                "window_tests": 1.0}
     assert "scipy.signal" in graded.feedback("calls_libraries", "ewma_tests")
     assert "gdlib.averages.ewma" in graded.feedback("calls_libraries", "corrected_tests")
 

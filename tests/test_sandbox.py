@@ -179,7 +179,7 @@ def test_nbgrader_config_uses_the_sandbox():
 # --- slow: one submission attacks the others through the file system ------------------------
 
 ASSIGNMENT = "03_ewma"
-POINTS = {"ewma_tests": 4.0, "corrected_tests": 4.0, "window_tests": 2.0}
+POINTS = {"ewma_tests": 4.0, "corrected_tests": 4.0, "window_tests": 1.0}
 
 VANDALISM = """
 
