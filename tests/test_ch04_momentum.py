@@ -23,8 +23,9 @@ ROOT = Path(__file__).resolve().parent.parent
 ASSIGNMENT = "04_momentum"
 SOLUTION = roundtrip.solution_path(ASSIGNMENT)
 RELEASE = roundtrip.release_path(ASSIGNMENT)
-POINTS = {"momentum_tests": 3.0, "ema_tests": 3.0, "nesterov_tests": 4.0}
-ANSWERS = ("momentum_answer", "ema_answer", "nesterov_answer")
+POINTS = {"momentum_tests": 3.0, "ema_tests": 3.0, "nesterov_tests": 4.0, "limit_tests": 2.0}
+ANSWERS = ("momentum_answer", "ema_answer", "nesterov_answer", "limit_answer")
+STEP_PARTS = ("momentum_tests", "ema_tests", "nesterov_tests")  # checked step by step
 PAGES = {name: ROOT / "book" / ASSIGNMENT / f"{name}.ipynb" for name in ("momentum", "nesterov")}
 
 
@@ -36,7 +37,7 @@ def test_solution_has_points_markers_and_hidden_tests():
     nb = roundtrip.read(SOLUTION)
     for grade_id in POINTS:
         hidden = roundtrip.cell_by_id(nb, grade_id).source.split("BEGIN HIDDEN TESTS")[1]
-        assert "random_quadratics(seed" in hidden, grade_id
+        assert ("random_quadratics(seed" if grade_id in STEP_PARTS else "rng(4400)") in hidden
 
 
 def test_grade_cells_import_what_they_call():
@@ -49,10 +50,12 @@ def test_grade_cells_import_what_they_call():
         called = {node.func.id for node in ast.walk(tree)
                   if isinstance(node, ast.Call) and isinstance(node.func, ast.Name)}
         answer = {"momentum_tests": "momentum_step", "ema_tests": "momentum_ema_step",
-                  "nesterov_tests": "nesterov_step"}[grade_id]
+                  "nesterov_tests": "nesterov_step", "limit_tests": "largest_stable_lr"}[grade_id]
         builtin = set(dir(builtins))
         assert called - own - builtin - {answer} == set(), grade_id
-        assert {"check_steps", "call_answer", "check_array", "np"} <= own
+        assert {"call_answer", "np"} <= own, grade_id
+        if grade_id in STEP_PARTS:
+            assert {"check_steps", "check_array"} <= own, grade_id
 
 
 def test_release_holds_stubs_only():
@@ -207,6 +210,22 @@ def nesterov_step(theta, grad_fn, velocity, lr, beta):
 }
 
 
+LIMIT_NAN = {  # no early stop, and a test that a run which overflowed to nan passes
+    "limit_answer": """
+def largest_stable_lr(curvature, beta, lrs, steps=1000):
+    best = None
+    for lr in lrs:
+        theta, velocity = np.array([1.0]), np.array([0.0])
+        with np.errstate(all="ignore"):
+            for _ in range(steps):
+                theta, velocity = momentum_step(theta, curvature * theta, velocity, lr, beta)
+        if not abs(theta[0]) >= 1:
+            best = float(lr)
+    return best
+""",
+}
+
+
 SUBMISSIONS = {  # student: the answer cells they write (the others correct), or their notebook
     "correct": {},
     "unanswered": lambda: roundtrip.read(RELEASE),
@@ -217,8 +236,9 @@ SUBMISSIONS = {  # student: the answer cells they write (the others correct), or
     "rebinds_helpers": REBINDS_HELPERS,
     "patches_grading": PATCHES_GRADING,
     "imports_by_string": IMPORTS_BY_STRING,
+    "limit_nan": LIMIT_NAN,
 }
-HONEST = ("correct", "unanswered", "wrong", "subtle", "ravine_only")
+HONEST = ("correct", "unanswered", "wrong", "subtle", "ravine_only", "limit_nan")
 
 
 @pytest.fixture(scope="module")
@@ -255,7 +275,8 @@ def test_wrong_answers_get_zero_with_the_step_and_the_mistake_named(graded):
 
 @pytest.mark.slow
 def test_subtle_mistakes_are_caught_and_explained(graded):
-    assert graded.scores["subtle"] == dict.fromkeys(POINTS, 0.0)
+    # (d) starts every run from fresh arrays, so the in-place momentum_step is harmless there.
+    assert graded.scores["subtle"] == {**dict.fromkeys(POINTS, 0.0), "limit_tests": 2.0}
     assert "modified its argument velocity in place" in graded.feedback("subtle",
                                                                         "momentum_tests")
     ema = graded.feedback("subtle", "ema_tests")
@@ -265,7 +286,8 @@ def test_subtle_mistakes_are_caught_and_explained(graded):
 
 @pytest.mark.slow
 def test_answer_fitted_to_the_worked_example_passes_only_the_visible_tests(graded):
-    assert graded.scores["ravine_only"] == {**POINTS, "momentum_tests": 0.0}
+    # (d) runs the same momentum_step on another function: it fails there too.
+    assert graded.scores["ravine_only"] == {**POINTS, "momentum_tests": 0.0, "limit_tests": 0.0}
     text = graded.feedback("ravine_only", "momentum_tests")
     assert "momentum_step: visible tests passed" in text
     assert "random quadratic" in text
@@ -273,10 +295,19 @@ def test_answer_fitted_to_the_worked_example_passes_only_the_visible_tests(grade
 
 @pytest.mark.slow
 def test_answers_that_call_gdlib_get_zero(graded):
+    # (d) calls the student's momentum_step, which reaches gdlib: 0 there too.
     assert graded.scores["calls_gdlib"] == {**POINTS, "momentum_tests": 0.0,
-                                            "nesterov_tests": 0.0}
+                                            "nesterov_tests": 0.0, "limit_tests": 0.0}
     assert "module gdlib.optim" in graded.feedback("calls_gdlib", "momentum_tests")
     assert "gdlib.optim.Nesterov" in graded.feedback("calls_gdlib", "nesterov_tests")
+
+
+@pytest.mark.slow
+def test_stability_limit_that_counts_nan_as_stable_gets_zero_with_the_reason(graded):
+    assert graded.scores["limit_nan"] == {**POINTS, "limit_tests": 0.0}
+    text = graded.feedback("limit_nan", "limit_tests")
+    assert "largest_stable_lr on L = 2, beta = 0.9 (example 1): expected 1.895" in text
+    assert "got 2.495" in text and "overflowed to nan" in text
 
 
 @pytest.mark.slow
@@ -299,7 +330,7 @@ def test_rebinding_the_checkers_names_changes_nothing_and_is_flagged(graded):
     """The grade cells import what they call: the no-ops an answer cell binds are not what they
     run, so the wrong answers get 0; the scan holds the submission for manual grading."""
     assert graded.scores["rebinds_helpers"] == {**POINTS, "momentum_tests": 0.0,
-                                                "ema_tests": 0.0}
+                                                "ema_tests": 0.0, "limit_tests": 0.0}
     assert "moving-average form of part (b)" in graded.feedback("rebinds_helpers",
                                                                 "momentum_tests")
     assert "did you forget the (1 - beta) factor?" in graded.feedback("rebinds_helpers",
@@ -333,7 +364,7 @@ def test_replacing_gdlib_grading_functions_is_detected_and_fails_every_part(grad
 def test_reaching_gdlib_through_a_string_import_gets_zero(graded):
     """The static look at the answer sees no gdlib; the watched call sees gdlib.optim run."""
     assert graded.scores["imports_by_string"] == {**POINTS, "momentum_tests": 0.0,
-                                                  "nesterov_tests": 0.0}
+                                                  "nesterov_tests": 0.0, "limit_tests": 0.0}
     for grade_id in ("momentum_tests", "nesterov_tests"):
         text = graded.feedback("imports_by_string", grade_id)
         assert "must compute its result itself" in text, grade_id
