@@ -17,7 +17,7 @@ import pytest
 from gdgrade import verify
 
 POINTS_01 = {"hinge_tests": 3.0, "ce_tests": 3.0, "grad_tests": 4.0}
-POINTS_04 = {"momentum_tests": 3.0, "ema_tests": 3.0, "nesterov_tests": 4.0}
+POINTS_04 = {"momentum_tests": 3.0, "ema_tests": 3.0, "nesterov_tests": 4.0, "limit_tests": 2.0}
 
 
 def cells_of(assignment: str, replace=None, extra_grade=None):
