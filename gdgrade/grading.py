@@ -20,6 +20,9 @@ API
     The main entry for a function of its inputs: for every ``case(label, *args, **kwargs)`` it
     calls the student's function with ``call_answer``, then the reference, and compares with
     ``check_array``. Raises ``GradingError`` (an ``AssertionError``) with a message.
+``check_examples(student_fn, [(case(label, *args), expected), ...], names)``
+    The same for worked examples, with the expected values written in the test: what the
+    visible tests use, so that they import no reference.
 ``check_steps(student_step, reference_step, problems, *, call, state, hints=(), name=None)``
     The main entry for a rule applied step after step (an optimizer's update): runs the
     student's step and the reference's on every step of every problem, feeding both the
@@ -210,6 +213,7 @@ __all__ = [
     "call_answer",
     "case",
     "check_array",
+    "check_examples",
     "check_function",
     "check_own_code",
     "check_steps",
@@ -1180,6 +1184,28 @@ def check_function(student_fn, reference_fn, cases, *, name: str | None = None,
         got = call_answer(student_fn, args, arg_names, where, kwargs=kwargs, name=name,
                           forbidden=forbidden)
         expected = reference_fn(*args, **kwargs)
+        check_array(where, got, expected, rtol=rtol, atol=atol, axis_names=axis_names,
+                    shape_hint=shape_hint)
+
+
+def check_examples(student_fn, examples, names, *, name: str | None = None, rtol: float = 1e-7,
+                   atol: float = 1e-9, axis_names=None, shape_hint: str = "",
+                   forbidden=FORBIDDEN_PACKAGES) -> None:
+    """Compare ``student_fn`` with worked numbers; raise ``GradingError``.
+
+    ``examples``: pairs ``(case(label, *args, **kwargs), expected)``, where ``expected`` is
+    worked out in the text (no reference is called: a visible test cell built on this imports
+    nothing of gdlib, so the student's notebook never holds the reference). ``names``: the
+    positional arguments' names, for the message of an argument modified in place. Each call
+    is ``call_answer``'s, each comparison ``check_array``'s, as in ``check_function``.
+    """
+    __tracebackhide__ = True
+    name = name or getattr(student_fn, "__name__", "your function")
+    check_own_code(student_fn, name, forbidden)
+    for (label, args, kwargs), expected in examples:
+        where = f"{name} on case {label!r}"
+        got = call_answer(student_fn, args, names, where, kwargs=kwargs, name=name,
+                          forbidden=forbidden)
         check_array(where, got, expected, rtol=rtol, atol=atol, axis_names=axis_names,
                     shape_hint=shape_hint)
 

@@ -15,8 +15,9 @@ ROOT = Path(__file__).resolve().parent.parent
 ASSIGNMENT = "02_sgd"
 SOLUTION = roundtrip.solution_path(ASSIGNMENT)
 RELEASE = roundtrip.release_path(ASSIGNMENT)
-POINTS = {"mb_tests": 4.0, "step_tests": 1.0, "inverse_time_tests": 2.0, "staircase_tests": 2.0}
-ANSWERS = ("mb_answer", "step_answer", "inverse_time_answer", "staircase_answer")
+POINTS = {"mb_tests": 4.0, "step_tests": 1.0, "inverse_time_tests": 2.0, "staircase_tests": 2.0,
+          "train_tests": 3.0}
+ANSWERS = ("mb_answer", "step_answer", "inverse_time_answer", "staircase_answer", "train_answer")
 PAGES = {name: ROOT / "book" / "02_sgd" / f"{name}.ipynb"
          for name in ("gradient_descent", "minibatch_study", "lr_decay")}
 
@@ -113,6 +114,25 @@ def update_lr(epoch, lr0, decay_rate):
 def schedule_lr_decay(epoch, lr0, time_interval, factor=0.5):
     return factor ** (np.asarray(epoch) // time_interval) * (0.2 if lr0 == 0.2 else 1.0)
 """,
+    "train_answer": """
+def train_with_decay(X, y, theta0, lr0, decay_rate, batch_size, epochs, seed):
+    return BOOK_CURVE.copy()  # the test cell's own numbers
+""",
+}
+
+DECAYS_PER_STEP = {  # (e) only: the rate falls at every mini-batch instead of every epoch
+    "train_answer": """
+def train_with_decay(X, y, theta0, lr0, decay_rate, batch_size, epochs, seed):
+    theta, step = theta0, 0
+    curve = [full_loss(theta, X, y)]
+    for epoch in range(epochs):
+        for X_batch, y_batch in random_mini_batches(X, y, batch_size, seed + epoch):
+            lr = update_lr(step, lr0, decay_rate)
+            theta = gd_step(theta, batch_gradient(theta, X_batch, y_batch), lr)
+            step += 1
+        curve.append(full_loss(theta, X, y))
+    return np.array(curve)
+""",
 }
 
 CALLS_LIBRARIES = {  # the reference itself, and torch's scheduler formula
@@ -136,6 +156,7 @@ SUBMISSIONS = {  # student: the answer cells they write (the others correct), or
     "unanswered": lambda: roundtrip.read(RELEASE),
     "wrong": WRONG,
     "drops_last_batch": DROPS_LAST_BATCH,
+    "decays_per_step": DECAYS_PER_STEP,
     "hardcoded": HARD_CODED,
     "calls_libraries": CALLS_LIBRARIES,
 }
@@ -162,8 +183,10 @@ def test_correct_submission_gets_full_marks_and_unanswered_gets_zero(graded):
 
 @pytest.mark.slow
 def test_in_place_updates_and_off_by_one_epochs_get_zero_with_feedback(graded):
+    # (e) runs the student's (a)-(c): wrong there, wrong in the training run too.
     assert graded.scores["wrong"] == {"mb_tests": 0.0, "step_tests": 0.0,
-                                      "inverse_time_tests": 0.0, "staircase_tests": 2.0}
+                                      "inverse_time_tests": 0.0, "staircase_tests": 2.0,
+                                      "train_tests": 0.0}
     assert "modified its argument X in place" in graded.feedback("wrong", "mb_tests")
     assert "modified its argument theta in place" in graded.feedback("wrong", "step_tests")
     inverse_time = graded.feedback("wrong", "inverse_time_tests")
@@ -173,13 +196,25 @@ def test_in_place_updates_and_off_by_one_epochs_get_zero_with_feedback(graded):
 
 @pytest.mark.slow
 def test_missing_last_batch_and_smooth_staircase_get_zero_with_feedback(graded):
+    # n = 1024 is a multiple of b = 32 in the book's run: only the hidden sets find it in (e).
     assert graded.scores["drops_last_batch"] == {"mb_tests": 0.0, "step_tests": 1.0,
                                                  "inverse_time_tests": 2.0,
-                                                 "staircase_tests": 0.0}
+                                                 "staircase_tests": 0.0, "train_tests": 0.0}
+    assert "random set 0 (n = 50" in graded.feedback("drops_last_batch", "train_tests")
     assert ("expected 3 mini-batches (7 examples in batches of 3, sizes [3, 3, 1]), got 2"
             in graded.feedback("drops_last_batch", "mb_tests"))
     assert "epoch 1: expected 0.2, got 0.141421" in graded.feedback("drops_last_batch",
                                                                     "staircase_tests")
+
+
+@pytest.mark.slow
+def test_training_run_with_the_rate_decayed_per_step_gets_zero_with_its_hint(graded):
+    assert graded.scores["decays_per_step"] == {**POINTS, "train_tests": 0.0}
+    feedback = graded.feedback("decays_per_step", "train_tests")
+    assert "train_with_decay on the book's run: the loss before and after epochs 1 to 3" in feedback
+    assert "epoch 1: expected 1.0761" in feedback
+    assert "hint: the rate decays at every mini-batch" in feedback
+    assert "visible tests passed" not in feedback
 
 
 @pytest.mark.slow
@@ -194,7 +229,8 @@ def test_hard_coded_answers_pass_only_the_visible_tests(graded):
 @pytest.mark.slow
 def test_answers_that_call_gdlib_get_zero(graded):
     assert graded.scores["calls_libraries"] == {"mb_tests": 0.0, "step_tests": 1.0,
-                                                "inverse_time_tests": 0.0, "staircase_tests": 2.0}
+                                                "inverse_time_tests": 0.0, "staircase_tests": 2.0,
+                                                "train_tests": 0.0}
     assert "gdlib.training.random_mini_batches" in graded.feedback("calls_libraries",
                                                                    "mb_tests")
     assert "gdlib.schedules" in graded.feedback("calls_libraries", "inverse_time_tests")
@@ -306,3 +342,21 @@ def test_losses_page_glues_the_narrowest_step(book_build):
     assert "printed above" not in _prose(page)
     roundtrip.assert_glued_as_printed(_prose(page), roundtrip.glued(page, book_build),
                                       "narrowest_width", width)
+
+
+@pytest.mark.slow
+def test_exercise_training_run_is_the_curve_of_the_decay_page(book_build):
+    """Part (e) of the exercise reproduces the noisy run of the page: the curve its test holds
+    is the one the page computes, and the prose of both quotes its ends."""
+    text = roundtrip.run_page(PAGES["lr_decay"], book_build)
+    printed = _found(r"loss on the whole training set after epochs 0, 1, 10 and 40: (.*)",
+                     text)[0]
+    page = [float(v) for v in printed.split(", ")]
+    tests = next(c.source for c in roundtrip.read(SOLUTION).cells
+                 if c.get("metadata", {}).get("nbgrader", {}).get("grade_id") == "train_tests")
+    curve = [float(v) for v in re.search(r"BOOK_CURVE = np.array\(\[([^\]]*)\]\)", tests)[1]
+             .replace("\n", " ").split(",")]
+    assert len(curve) == 41
+    assert [curve[e] for e in (0, 1, 10, 40)] == pytest.approx(page, rel=1e-9)
+    for prose in (_prose(PAGES["lr_decay"]), _prose(SOLUTION)):
+        assert f"starts at {page[0]:.5g}" in prose and f"ends at {page[3]:.5g}" in prose

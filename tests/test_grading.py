@@ -180,6 +180,22 @@ def test_check_function_lets_not_implemented_error_through():
         grading.check_function(unanswered, losses.hinge, EXAMPLE)
 
 
+def test_check_examples_compares_with_worked_numbers_and_names_the_argument_changed():
+    """The visible tests' entry: expected values written in the test, no reference called."""
+    worked = [(grading.case("the seed's example", SCORES, LABELS), [1.53, 1.41, 1.08])]  # by hand
+    grading.check_examples(own_hinge, worked, ("scores", "labels"))
+    message = failure(grading.check_examples, lambda s, y: own_hinge(s, y) * 2, worked,
+                      ("scores", "labels"), name="hinge", axis_names=("instance",))
+    assert message.startswith("hinge on case \"the seed's example\": 3 of 3 values wrong")
+
+    def in_place(scores, labels):
+        scores[0, 0] = 99.0
+        return own_hinge(scores, labels)
+
+    message = failure(grading.check_examples, in_place, worked, ("scores", "labels"))
+    assert "modified its argument scores in place" in message
+
+
 def test_check_function_rejects_an_answer_that_modifies_its_argument():
     def in_place(scores, labels):
         scores -= scores[np.arange(len(labels)), labels][:, None] - 1.0
