@@ -28,6 +28,9 @@ API
     student's step and the reference's on every step of every problem, feeding both the
     reference's values after the previous step, and names the first wrong step, value and
     coordinate, with the text of a known mistake the wrong values reproduce.
+``worked_steps(tables)``
+    A reference step for ``check_steps`` that reads the rows of worked tables, so that the
+    visible tests of a step rule compare step by step with numbers, not with gdlib.
 ``run_steps(student_step, problem, *, call, state)``
     The values after ``problem.steps`` steps of the student's rule alone (each step fed the
     previous one's result), to compare with a table of the book.
@@ -65,13 +68,16 @@ Recipe for a chapter's exercise notebook (``solutions/NN_slug/NN_slug.ipynb``)
   ``### END SOLUTION`` becomes ``raise NotImplementedError()``), keeping the ``def`` line and
   docstring outside the markers.
 - One locked grade cell per part, with points. It imports **everything it calls** itself
-  (``import numpy as np``, ``from gdgrade.grading import check_function, check_array, case``,
-  ``from gdlib.<module> import f as reference_f``) or defines it in the same cell: it must not
+  (``import numpy as np``, ``from gdgrade.grading import check_examples, check_array, case``;
+  ``from gdlib.<module> import f as reference_f`` in the hidden part only: the released
+  notebook must hold no reference) or defines it in the same cell: it must not
   call a function that an earlier cell defined, since an answer cell runs in between and can
   rebind any name (the scan flags answers that rebind a name the course's locked cells define,
   but the grade must not depend on the scan). Reading the arrays of a locked data cell is
-  fine: rebinding them can only make the visible checks fail. Visible part: ``check_function`` on the seed's example, plus ``check_array`` against the
-  seed's printed numbers with a tolerance matching their rounding. Hidden part, between
+  fine: rebinding them can only make the visible checks fail. Visible part: ``check_examples``
+  on the seed's example with the expected values worked out in the text, plus ``check_array``
+  against the seed's printed numbers with a tolerance matching their rounding. Hidden part,
+  between
   ``### BEGIN HIDDEN TESTS`` and ``### END HIDDEN TESTS``: ``check_function`` on
   ``random_cases`` (several seeds and shapes) and on the edge cases the task text announces.
   Pass gdlib's own function as the reference (it is checked to be gdlib's); when the
@@ -87,8 +93,10 @@ Recipe for a chapter's exercise notebook (``solutions/NN_slug/NN_slug.ipynb``)
   ``(text, mistake)`` with ``mistake(problem, values)`` returning what a known mistake returns
   (``None`` for a value it does not predict), and the worked example as a
   ``QuadraticProblem``. Visible: ``check_steps`` on the worked example (and a variant of its
-  hyper-parameters, so that an answer fitted to one setting fails), then ``run_steps`` and
-  ``check_array`` against the book's table. Hidden: ``check_steps`` on
+  hyper-parameters, so that an answer fitted to one setting fails) with ``worked_steps(tables)``
+  as the reference (the rows of the text's tables; write the hints in terms of a ``correct``
+  step so that the hidden part can pass gdlib's), then ``run_steps`` and ``check_array``
+  against the book's table. Hidden: ``check_steps`` on
   ``random_quadratics(seed, hyper=..., state=...)`` (include the edge cases: a zero
   hyper-parameter, a zero and a non-zero starting state).
 - Then ``make exercises`` and commit both notebooks; tests/test_exercises.py and
@@ -186,6 +194,7 @@ import builtins
 import copy
 import dis
 import hashlib
+import itertools
 import math
 import os
 import re
@@ -193,7 +202,7 @@ import sys
 import sysconfig
 import threading
 import types
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from importlib import import_module
 from importlib.util import find_spec
 from pathlib import Path
@@ -224,6 +233,7 @@ __all__ = [
     "reset_kernel_hooks",
     "rng",
     "run_steps",
+    "worked_steps",
 ]
 
 # Packages whose code must not run inside a student's answer: the reference library itself and
@@ -238,6 +248,7 @@ FORBIDDEN_PACKAGES = ("gdlib", "torch", "scipy", "sklearn", "jax", "tensorflow")
 _array = np.array
 _float64 = np.float64
 _errstate = np.errstate
+_array_equal = np.array_equal
 _default_rng = np.random.default_rng
 _ndarray = np.ndarray
 _abs = builtins.abs
@@ -1352,6 +1363,26 @@ def check_steps(student_step, reference_step, problems, *, call, state, hints=()
                     hint = _mistake_hint(hints, got, index, problem, values, rtol, atol)
                     _fail(str(error) + hint)
             values = expected
+
+
+def worked_steps(tables) -> Callable:
+    """A reference step for ``check_steps`` read from worked tables instead of computed.
+
+    ``tables`` maps a problem's ``label`` to its rows, the values after step 1, 2, ... (each a
+    tuple in ``state``'s order). ``check_steps`` feeds the reference the values it returned the
+    step before, so the step is found by its values: those of ``problem.start`` are followed by
+    row 1, row 1 by row 2, and so on. A visible test cell built on this holds the worked
+    numbers and no reference; its hints' mistakes may call the returned function for the
+    correct new values."""
+    def step(problem, values):
+        rows = [_tuple(problem.start)] + [_tuple(row) for row in tables[problem.label]]
+        for before, after in itertools.pairwise(rows):
+            if all(_array_equal(_array(a, dtype=_float64), _array(b, dtype=_float64))
+                   for a, b in zip(values, before)):
+                return _tuple(_array(value, dtype=_float64) for value in after)
+        raise KeyError(f"no row of the worked table of {problem.label!r} precedes {values}")
+
+    return step
 
 
 def run_steps(student_step, problem, *, call, state, name: str | None = None) -> tuple:

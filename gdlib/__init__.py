@@ -7,22 +7,12 @@ Submodules load on first use, so ``import gdlib`` stays cheap and never imports 
 """
 
 import importlib
+from pathlib import Path
 
 __version__ = "0.1.0"
 
-_SUBMODULES = {
-    "arrays",
-    "averages",
-    "course",
-    "functions",
-    "grading",
-    "losses",
-    "optim",
-    "plotting",
-    "schedules",
-    "torch",
-    "training",
-}
+# Every module of the package, loaded on first access as ``gdlib.<name>``.
+_SUBMODULES = {path.stem for path in Path(__file__).parent.glob("*.py") if path.stem != "__init__"}
 
 # Functions used often enough to be reachable as ``gdlib.<name>``: name -> defining module.
 _SHORTCUTS = {

@@ -47,6 +47,8 @@ def test_grade_cells_import_what_they_call():
     for grade_id in POINTS:
         tree = ast.parse(roundtrip.cell_by_id(nb, grade_id).source)
         own = {name for _, name, _ in scan.module_bindings(tree)}
+        own |= {arg.arg for node in ast.walk(tree) if isinstance(node, ast.FunctionDef)
+                for arg in node.args.args}  # a hint builder's `correct` step
         called = {node.func.id for node in ast.walk(tree)
                   if isinstance(node, ast.Call) and isinstance(node.func, ast.Name)}
         answer = {"momentum_tests": "momentum_step", "ema_tests": "momentum_ema_step",
@@ -140,8 +142,11 @@ def momentum_step(theta, grad, velocity, lr, beta):
 """,
     "nesterov_answer": """
 def nesterov_step(theta, grad_fn, velocity, lr, beta):
-    rule = Nesterov(lr, beta)  # names the test cell imports before it calls this function
-    new_theta, state = rule.lookahead_step(theta, grad_fn, NesterovState(0, velocity))
+    import importlib  # the visible tests import no gdlib name to borrow: a computed import
+
+    optim = importlib.import_module("gd" + "lib.optim")
+    rule = optim.Nesterov(lr, beta)
+    new_theta, state = rule.lookahead_step(theta, grad_fn, optim.NesterovState(0, velocity))
     return new_theta, state.velocity
 """,
 }
@@ -299,7 +304,7 @@ def test_answers_that_call_gdlib_get_zero(graded):
     assert graded.scores["calls_gdlib"] == {**POINTS, "momentum_tests": 0.0,
                                             "nesterov_tests": 0.0, "limit_tests": 0.0}
     assert "module gdlib.optim" in graded.feedback("calls_gdlib", "momentum_tests")
-    assert "gdlib.optim.Nesterov" in graded.feedback("calls_gdlib", "nesterov_tests")
+    assert "it uses the string 'gdlib.optim'" in graded.feedback("calls_gdlib", "nesterov_tests")
 
 
 @pytest.mark.slow

@@ -78,6 +78,21 @@ def test_committed_exercises_hold_no_solution_or_hidden_test():
         assert "reference_softmax" not in text  # only used by the hidden tests
 
 
+def test_released_exercises_hold_no_reference():
+    """No cell of a student's notebook imports gdlib (issue 12): the visible tests compare with
+    worked numbers, and the reference is imported by the hidden tests alone, which the release
+    strips. (`reference??` in the notebook would show its source.)"""
+    for path in sorted((ROOT / "exercises").rglob("*.ipynb")):
+        for cell in roundtrip.read(path).cells:
+            if cell.cell_type != "code":
+                continue
+            imports = [line for line in cell.source.splitlines()
+                       if line.lstrip().startswith(("import ", "from ")) and "gdlib" in line]
+            assert imports == [], (path.name, cell.metadata.get("nbgrader", {}).get("grade_id"),
+                                   imports)
+            assert "reference_" not in cell.source, (path.name, cell.source[:200])
+
+
 def test_solution_notebook_has_its_markers_and_points():
     nb = roundtrip.read(roundtrip.solution_path(ASSIGNMENT))
     assert roundtrip.grade_points(nb) == POINTS

@@ -975,7 +975,7 @@ def test_dir_help_and_the_public_names_are_not_tampering(guarded):
     assert "check_steps" in pydoc.render_doc(grading)  # pydoc reads everything (stdlib code)
     import gdlib
 
-    assert "grading" in dir(gdlib)
+    assert "optim" in dir(gdlib) and "grading" not in dir(gdlib)  # the grader is gdgrade
     _ = grading.check_array, grading.GradingError, grading.FORBIDDEN_PACKAGES
     grading.check_array("x", [1.0], [1.0])
     assert internal("_TAMPERED") == []
