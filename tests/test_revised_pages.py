@@ -10,7 +10,7 @@ BOOK = Path(__file__).resolve().parents[1] / "book"
 NOISY = BOOK / "04_momentum" / "noisy_gradients.ipynb"
 
 
-def test_noisy_gradients_page_is_labelled_and_links_the_beta_sweep():
+def test_noisy_gradients_page_is_labelled_and_links_the_fixed_rate_sweep():
     source = "".join(c.source for c in roundtrip.read(NOISY).cells)
     assert source.startswith("(momentum-minibatch)=\n# ")
     assert "{doc}`../05_adaptive/adaptive_study`" in source
@@ -32,6 +32,28 @@ def test_noisy_gradients_page_states_what_the_run_shows(book_build):
     # "fluctuates almost as much with momentum as without": ratio between 0.9 and 1.1
     assert 0.9 < ratio < 1.1, ratio
     assert abs(ratio - rows["Momentum"][1] / rows["GD"][1]) < 0.01
+
+
+
+@pytest.mark.slow
+def test_beta_sweep_at_one_effective_rate_shows_what_the_prose_says(book_build):
+    """Seed 002's beta sweep (issue 12), at eta = 0.1 (1 - beta): the final losses close to each
+    other and to GD's, no trend in the fluctuation but one spike, each glued value printed."""
+    text = roundtrip.run_page(NOISY, book_build)
+    rows = {float(b): (float(eta), float(final), float(spread)) for b, eta, final, spread in
+            re.findall(r"^ +(0\.\d) +([\d.]+) +([\d.]+) +([\d.]+)$", text, re.MULTILINE)}
+    assert sorted(rows) == [0.1, 0.3, 0.5, 0.7, 0.9]
+    for beta, (eta, _, _) in rows.items():
+        assert eta == pytest.approx(0.1 * (1 - beta))  # one effective rate
+    finals = [final for _, final, _ in rows.values()]
+    assert max(finals) < 1.1 * min(finals)  # "beta changes little"
+    values = roundtrip.glued(NOISY, book_build)
+    assert float(values["sweep_final_min"]) == pytest.approx(min(finals), abs=5e-5)
+    assert float(values["sweep_final_max"]) == pytest.approx(max(finals), abs=5e-5)
+    assert float(values["sweep_others"]) < 0.1  # "the other four lie within ... of GD's value"
+    spike = max(rows, key=lambda b: rows[b][2])
+    assert float(values["sweep_spike_beta"]) == spike
+    assert 0.7 < rows[0.9][2] / rows[0.1][2] < 1.3  # no trend from 0.1 to 0.9
 
 
 CHAPTER_PAGES = sorted(p for chapter in ("01_losses", "02_sgd", "03_ewma", "04_momentum")
