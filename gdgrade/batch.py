@@ -347,8 +347,11 @@ def grade_all(root: Path, folder: Path, *, workers: int = 2, scheduler: str | No
     salt = os.environ.get(SALT_VARIABLE)
     jobs = []
     for assignment in sorted({sub.assignment for sub in todo}):
-        _ensure_registered(root, assignment)
-        template = template_course(root, assignment)
+        # Two nbgrader runs of a few seconds each, independent: side by side.
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            registered = pool.submit(_ensure_registered, root, assignment)
+            template = template_course(root, assignment)
+            registered.result()
         mine = [sub for sub in todo if sub.assignment == assignment]
         size = batch_size or max(1, min(BATCH_SIZE, math.ceil(len(mine) / workers)))
         jobs += [(assignment, template, batch) for batch in _batches(mine, size)]

@@ -27,9 +27,8 @@ def ewma(x, beta: float, bias_correction: bool = False):
     """The averages ``v_1, ..., v_T`` of the series ``x`` (time along axis 0), same shape as ``x``.
 
     ``v_t = beta v_{t-1} + (1 - beta) x_t`` with ``v_0 = 0``; with ``bias_correction`` each
-    ``v_t`` is divided by ``1 - beta**t``. numpy input runs the recursion as a linear filter
-    (``scipy.signal.lfilter``, no Python loop); torch input loops over time (vectorised over the
-    other axes, autograd and devices work).
+    ``v_t`` is divided by ``1 - beta**t``. Both numpy and torch input loop over time, vectorised
+    over the other axes (numpy in float64 at least; for torch, autograd and devices work).
     """
     _require_beta(beta)
     if not arrays.is_tensor(x):
@@ -89,11 +88,17 @@ def span_from_beta(beta: float) -> float:
 
 
 def _ewma_numpy(x, beta):
-    from scipy.signal import lfilter
-
-    # v_t - beta v_{t-1} = (1 - beta) x_t, zero initial state: numerator [1 - beta], denominator
-    # [1, -beta]. lfilter works in float64 at least; cast back to x's dtype.
-    return lfilter([1 - beta], [1, -beta], x, axis=0).astype(x.dtype, copy=False)
+    # The recursion itself, one step per time index and vectorised over the other axes, in
+    # float64 at least and cast back to x's dtype. (scipy.signal.lfilter computes the same in
+    # C, but importing scipy.signal costs a second in every fresh process, such as each
+    # submission's kernel when a class is graded; tests/test_averages.py checks the two agree.)
+    series = x.astype(np.promote_types(x.dtype, np.float64), copy=False)
+    out = np.empty_like(series)
+    v = np.zeros_like(series[0])
+    for t, x_t in enumerate(series):
+        v = beta * v + (1 - beta) * x_t
+        out[t] = v
+    return out.astype(x.dtype, copy=False)
 
 
 def _ewma_torch(x, beta):

@@ -52,6 +52,16 @@ def test_matches_explicit_loop(beta, bias_correction):
     np.testing.assert_allclose(got_torch.numpy(), expected, rtol=1e-11, atol=1e-13)
 
 
+@pytest.mark.parametrize("beta", [0.0, 0.3, 0.9, 0.9999])
+def test_matches_scipy_linear_filter(beta):
+    """The recursion is the linear filter v_t - beta v_(t-1) = (1 - beta) x_t (SciPy's)."""
+    from scipy.signal import lfilter
+
+    x = np.random.default_rng(2).normal(5.0, 2.0, size=(3000, 4))
+    np.testing.assert_allclose(averages.ewma(x, beta), lfilter([1 - beta], [1, -beta], x, axis=0),
+                               rtol=1e-10, atol=1e-12)
+
+
 def test_float32_keeps_dtype():
     x = np.random.default_rng(1).normal(size=(50, 4)).astype(np.float32)
     for series in (x, torch.from_numpy(x)):

@@ -150,3 +150,44 @@ def test_submissions_are_found_in_both_layouts(tmp_path):
     found = batch.find_submissions(tmp_path, {"01_losses", "02_sgd"})
     assert [(s.student, s.assignment, s.problem) for s in found] == [
         ("a", "01_losses", ""), ("jane_doe", "02_sgd", "")]
+
+
+@pytest.mark.parametrize("assignment", [p.name for p in sorted((roundtrip.ROOT / "solutions")
+                                                               .iterdir()) if p.is_dir()])
+def test_the_benchmark_submits_the_solutions_answers_as_valid_code(assignment):
+    """The benchmark times the grading of correct submissions: every answer cell of its copy is
+    the solution's, without the markers, and parses (a bad copy once made it time notebooks
+    whose answers raised IndentationError)."""
+    import ast
+
+    from gdgrade.bench import answered_release
+
+    nb = answered_release(roundtrip.ROOT, assignment)
+    answers = [c for c in nb.cells if c.metadata.get("nbgrader", {}).get("solution")
+               and c.cell_type == "code"]
+    assert answers
+    for cell in answers:
+        assert "### BEGIN SOLUTION" not in cell.source and "NotImplementedError()" not in cell.source
+        ast.parse(cell.source)
+
+
+def test_the_benchmark_copy_passes_the_instructors_tests():
+    """Run in one namespace (a fresh interpreter: the setup cell installs the grader's guard),
+    the copy's cells with the grade cells of the solution, hidden tests included, raise
+    nothing: the benchmark's submissions earn full marks."""
+    script = """
+import nbformat
+from gdgrade.bench import answered_release
+from gdgrade.course import REPO_ROOT
+solution = nbformat.read(REPO_ROOT / "solutions" / "03_ewma" / "03_ewma.ipynb", 4)
+tests = {c.metadata.nbgrader["grade_id"]: c.source for c in solution.cells
+         if c.metadata.get("nbgrader", {}).get("grade")}
+namespace = {}
+for cell in answered_release(REPO_ROOT, "03_ewma").cells:
+    if cell.cell_type == "code":
+        exec(tests.get(cell.metadata.get("nbgrader", {}).get("grade_id"), cell.source), namespace)
+print("every cell ran")
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          check=False)
+    assert done.returncode == 0 and "every cell ran" in done.stdout, done.stderr[-2000:]
