@@ -22,7 +22,10 @@ so it is not extra memory there) per byte of parameters, and the growth of resid
 during one step after warm-up (the temporaries; CPU, Linux only) or the CUDA peak above the
 allocated memory.
 
-``--quick`` is a small run without compilation; ``--no-compile`` skips the compiled adapter;
+``--busy`` measures what a user's program sees: another model of the same size, with torch's
+default optimizer of the same rule, stays alive and steps before every timed step (the
+allocator's state then differs from a lone optimizer's). ``--quick`` is a small run without
+compilation; ``--no-compile`` skips the compiled adapter;
 ``--threads`` sets torch's CPU threads; ``--iteration`` times a whole training iteration
 (zero_grad, backward of a linear loss, step) instead of the step alone. Runs on CPU and, when
 present, on CUDA.
@@ -153,6 +156,10 @@ def step_peak_bytes(step, device) -> int | None:
 def bench_case(case: Case, device, args) -> dict:
     """Per variant: median step time (s), compile/warm-up time, state bytes, step peak bytes."""
     variants = [v for v in VARIANTS if not (v == "compiled" and args.no_compile)]
+    neighbour = None
+    if args.busy:  # another model, its own torch optimizer: steps before every timed step
+        neighbour = make_optimizer(case, "default", make_params(args.tensors, args.params, device,
+                                                                seed=1)).step
     runs = {}
     for variant in variants:
         params = make_params(args.tensors, args.params, device)
@@ -168,6 +175,8 @@ def bench_case(case: Case, device, args) -> dict:
                          "warmup": time.perf_counter() - start}
     for _ in range(args.reps):
         for run in runs.values():
+            if neighbour is not None:
+                neighbour()
             synchronize(device)
             start = time.perf_counter()
             run["timed"]()
@@ -244,6 +253,9 @@ def print_tables(all_results, device, args) -> None:
     what = "Iteration (zero_grad + backward + step)" if args.iteration else "Step"
     print(f"\n{what} time on {device}, ms over {args.reps} rounds ({args.tensors} tensors, "
           f"{args.params:,} float32 parameters): best/median [interquartile range % of median]")
+    if args.busy:
+        print("busy: another model of the same size steps with torch's default optimizer before "
+              "every timed step")
     header = ["rule", *theirs, *ours]
     _print_table(header, [[name] + [_times(results, v) for v in header[1:]]
                           for name, results in all_results.items()])
@@ -292,6 +304,9 @@ def main(argv=None) -> None:
     parser.add_argument("--threads", type=int, default=0,
                         help="torch CPU threads (default: torch's choice); 1 avoids waiting for a "
                              "descheduled thread at every parallel operation on a busy machine")
+    parser.add_argument("--busy", action="store_true",
+                        help="a user's program: another model of the same size, with torch's "
+                             "default optimizer of the same rule, steps before every timed step")
     parser.add_argument("--quick", action="store_true",
                         help="small run: 20 tensors, 200k parameters, 20 reps, no compilation")
     args = parser.parse_args(argv)

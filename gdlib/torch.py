@@ -44,16 +44,24 @@ Design: one update over a flat buffer, whatever the number of tensors.
       gradients set by other means are gathered into it at the step. If compilation fails the
       optimizer warns and runs eagerly.
 
+    * the C allocator (Linux, glibc): the eager pieces' temporaries are a few hundred KiB, a
+      fresh one per operation. glibc serves requests of that size from fresh pages (mmap) once
+      other code has moved its thresholds, and then every step pays a page fault per 4 KiB
+      (measured: 2.6 times slower when another optimizer steps in the same process). The first
+      eager step therefore fixes glibc's thresholds for the process (``mallopt``: requests up
+      to 32 MiB from the heap, up to 64 MiB of freed memory kept for reuse); set the environment
+      variable ``GDLIB_MALLOC_TUNING=off`` to leave the allocator alone.
+
     A bucket whose parameters have not all taken the same number of steps (some had no gradient
     at some step, as torch counts steps per parameter) is updated one parameter at a time: still
     exact, only slower.
 
-Speed (``python -m gdlib.bench`` measures it; 10M parameters, 2 CPU cores): eager steps take
-about 1.5-2.5 times torch's default step (a pure formula makes one pass over memory per
-operation). Compiled steps take 0.3-0.9 times torch's default and foreach steps for every rule
-with state, and 1.2-1.6 times torch's fused kernel when the gradients must be gathered (2 for
-plain GD); over a whole training iteration, where the hook has moved the gradients during
-backward, 1.0-1.1 times fused. Use ``compile=True`` for large models.
+Speed: ``python -m gdlib.bench`` measures it, every variant side by side in one run (torch's
+default, foreach and fused steps, the adapter eager and compiled), with the dispersion and the
+load average; ``--busy`` adds another model whose torch optimizer steps before every timed step,
+as in a program that holds several optimizers. An eager step makes one pass over memory per
+operation of the formula, so it is slower than torch's multi-tensor and fused kernels, which
+make one or a few; ``compile=True`` fuses the update into one pass. Use it for large models.
 
 Requirements on the rule (every rule of ``gdlib.optim`` meets them): the contract of
 ``gdlib.optim`` (``init``, ``update(theta, grad, state, lr)``, a ``NamedTuple`` state with a
@@ -67,6 +75,8 @@ the flat buffer). Moving or replacing ``p.data`` later (``model.to(...)``) is de
 step, which rebuilds the buckets and carries the state over.
 """
 
+import os
+import sys
 import types
 import warnings
 import weakref
@@ -82,6 +92,43 @@ __all__ = ["Optimizer"]
 # CPU core's L2 cache; on accelerators, large pieces (few kernel launches) of bounded size.
 _CPU_CHUNK_BYTES = 1 << 19
 _DEVICE_CHUNK_BYTES = 1 << 26
+
+
+# glibc's malloc (Linux): requests above a dynamic threshold (128 KiB to start) get fresh pages
+# from the system (mmap) and freed memory at the top of the heap goes back to it (trim), so an
+# eager step's temporaries -- a few hundred KiB each, a fresh one for every operation of every
+# piece -- can cost a page fault per 4 KiB when other code in the process allocates too:
+# measured (`python -m gdlib.bench --busy`), 65,000 faults and 117 ms per Adam step on 10M
+# parameters against 45 ms alone. Fixed thresholds, set once, keep the temporaries in the heap.
+_MALLOC_VARIABLE = "GDLIB_MALLOC_TUNING"  # "off": leave the C allocator as it is
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # mallopt parameters (malloc.h)
+_MMAP_THRESHOLD = 32 << 20  # largest request served from the heap (glibc's maximum on 64-bit)
+_TRIM_THRESHOLD = 64 << 20  # free memory kept at the top of the heap before returning it
+_malloc_tuned = None  # None: not tried yet; then True or False
+
+
+def _keep_temporaries_in_the_heap() -> bool:
+    """Set glibc's mmap and trim thresholds once per process (``mallopt``); True if they are set.
+
+    A process-wide setting of the C allocator: allocations up to 32 MiB come from the heap,
+    and up to 64 MiB of freed heap memory is kept for reuse instead of returned to the system.
+    Done when the first eager optimizer with CPU parameters steps; skipped on other C libraries
+    and when the environment variable ``GDLIB_MALLOC_TUNING`` is ``off``."""
+    global _malloc_tuned
+    if _malloc_tuned is None:
+        _malloc_tuned = False
+        if os.environ.get(_MALLOC_VARIABLE, "").lower() != "off" and sys.platform == "linux":
+            import ctypes  # here, not at import: even importing it moves glibc's thresholds
+
+            try:
+                libc = ctypes.CDLL(None)
+                mallopt = libc.mallopt  # glibc (and compatible C libraries) only
+            except (OSError, AttributeError):
+                return False
+            mallopt.argtypes, mallopt.restype = (ctypes.c_int, ctypes.c_int), ctypes.c_int
+            _malloc_tuned = bool(mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD)
+                                 and mallopt(_M_TRIM_THRESHOLD, _TRIM_THRESHOLD))
+    return _malloc_tuned
 
 
 class _Layout(NamedTuple):
@@ -534,6 +581,8 @@ class Optimizer(torch.optim.Optimizer):
                 loss = closure()
         if self.compile and self._compiled is None:
             self._compiled = _Compiled(self.rule, self._layout)
+        if _malloc_tuned is None and not self.compile:
+            _keep_temporaries_in_the_heap()  # once per process; see the module docstring
         for index, group in enumerate(self.param_groups):
             _require_lr(group["lr"], index)
         self._require_usable_grads()  # before any update: an error leaves everything unchanged
