@@ -303,3 +303,35 @@ def autograded(directory: Path, assignment: str,
     scores, manual = gradebook_grades(root, assignment, students)
     yield Graded(root, assignment, scores, manual, process.stdout + process.stderr)
     make_writable(root)
+
+
+def chapter_round_trip(assignment: str, points: Mapping[str, float], submissions: Mapping):
+    """The three pieces every chapter's test module shares, to bind at module level::
+
+        (graded, test_unanswered_release_fails_only_in_its_test_cells,
+         test_correct_submission_gets_full_marks_and_unanswered_gets_zero) = (
+            roundtrip.chapter_round_trip(ASSIGNMENT, POINTS, SUBMISSIONS))
+
+    ``graded``: a module fixture that releases ``assignment``, submits every student of
+    ``submissions`` (see ``autograded``) and autogrades them in one call; then the unanswered
+    release fails only in its test cells, and the ``correct`` student gets ``points`` while the
+    ``unanswered`` one gets 0 everywhere."""
+    import pytest
+
+    @pytest.fixture(scope="module")
+    def graded(tmp_path_factory):
+        directory = tmp_path_factory.mktemp(f"course{assignment[:2]}")
+        with autograded(directory, assignment, submissions) as result:
+            yield result
+
+    @pytest.mark.slow
+    def test_unanswered_release_fails_only_in_its_test_cells(tmp_path):
+        assert_only_test_cells_fail_unanswered(assignment, points, tmp_path)
+
+    @pytest.mark.slow
+    def test_correct_submission_gets_full_marks_and_unanswered_gets_zero(graded):
+        assert graded.scores["correct"] == points
+        assert graded.scores["unanswered"] == dict.fromkeys(points, 0.0)
+
+    return (graded, test_unanswered_release_fails_only_in_its_test_cells,
+            test_correct_submission_gets_full_marks_and_unanswered_gets_zero)

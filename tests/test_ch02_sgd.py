@@ -162,23 +162,11 @@ SUBMISSIONS = {  # student: the answer cells they write (the others correct), or
 }
 
 
-@pytest.fixture(scope="module")
-def graded(tmp_path_factory):
-    """Release 02_sgd, submit every student of SUBMISSIONS, autograde them in one call."""
-    directory = tmp_path_factory.mktemp("course02")
-    with roundtrip.autograded(directory, ASSIGNMENT, SUBMISSIONS) as result:
-        yield result
-
-
-@pytest.mark.slow
-def test_unanswered_release_fails_only_in_its_test_cells(tmp_path):
-    roundtrip.assert_only_test_cells_fail_unanswered(ASSIGNMENT, POINTS, tmp_path)
-
-
-@pytest.mark.slow
-def test_correct_submission_gets_full_marks_and_unanswered_gets_zero(graded):
-    assert graded.scores["correct"] == POINTS
-    assert graded.scores["unanswered"] == dict.fromkeys(POINTS, 0.0)
+# The round trip every chapter shares (tests/course_roundtrip.py): the graded fixture, the
+# unanswered release failing only in its test cells, full marks for the correct student.
+(graded, test_unanswered_release_fails_only_in_its_test_cells,
+ test_correct_submission_gets_full_marks_and_unanswered_gets_zero) = (
+    roundtrip.chapter_round_trip(ASSIGNMENT, POINTS, SUBMISSIONS))
 
 
 @pytest.mark.slow
