@@ -335,3 +335,21 @@ def chapter_round_trip(assignment: str, points: Mapping[str, float], submissions
 
     return (graded, test_unanswered_release_fails_only_in_its_test_cells,
             test_correct_submission_gets_full_marks_and_unanswered_gets_zero)
+
+
+def grade_cell_names(source: str) -> tuple[set, set]:
+    """``(own, outside)`` for a grade cell's source: the names it binds (at module level, and
+    the parameters of its own functions), and the names it calls that it neither binds nor gets
+    from the builtins. A grade cell must call nothing from ``outside`` but the answer it tests:
+    an answer cell runs in between and could rebind any name an earlier cell defined."""
+    import builtins
+
+    from gdgrade import scan
+
+    tree = ast.parse(source)
+    own = {name for _, name, _ in scan.module_bindings(tree)}
+    own |= {arg.arg for node in ast.walk(tree) if isinstance(node, ast.FunctionDef)
+            for arg in node.args.args}
+    called = {node.func.id for node in ast.walk(tree)
+              if isinstance(node, ast.Call) and isinstance(node.func, ast.Name)}
+    return own, called - own - set(dir(builtins))
