@@ -317,6 +317,17 @@ def _ensure_registered(root: Path, assignment: str) -> None:
     run_nbgrader(["generate_assignment", assignment, "--force"], root)
 
 
+def prepare_assignment(root: Path, assignment: str) -> bytes:
+    """What grading ``assignment`` needs once: its registration in the course gradebook and the
+    jobs' template course (returned). Two independent nbgrader runs of a few seconds each,
+    run side by side."""
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        registered = pool.submit(_ensure_registered, root, assignment)
+        template = template_course(root, assignment)
+        registered.result()
+    return template
+
+
 def _batches(items, size: int):
     for start in range(0, len(items), size):
         yield items[start:start + size]
@@ -347,11 +358,7 @@ def grade_all(root: Path, folder: Path, *, workers: int = 2, scheduler: str | No
     salt = os.environ.get(SALT_VARIABLE)
     jobs = []
     for assignment in sorted({sub.assignment for sub in todo}):
-        # Two nbgrader runs of a few seconds each, independent: side by side.
-        with ThreadPoolExecutor(max_workers=2) as pool:
-            registered = pool.submit(_ensure_registered, root, assignment)
-            template = template_course(root, assignment)
-            registered.result()
+        template = prepare_assignment(root, assignment)
         mine = [sub for sub in todo if sub.assignment == assignment]
         size = batch_size or max(1, min(BATCH_SIZE, math.ceil(len(mine) / workers)))
         jobs += [(assignment, template, batch) for batch in _batches(mine, size)]

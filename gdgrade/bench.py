@@ -13,12 +13,11 @@ import argparse
 import shutil
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import nbformat
 
-from gdgrade.batch import _ensure_registered, grade_all, template_course
+from gdgrade.batch import grade_all, prepare_assignment
 from gdgrade.course import REPO_ROOT
 
 
@@ -54,10 +53,7 @@ def main(argv=None) -> int:
         for i in range(args.count):
             nbformat.write(nb, downloads / f"student{i:03d}_{args.assignment}.ipynb")
         start = time.perf_counter()  # once per assignment: registration and the job template
-        with ThreadPoolExecutor(max_workers=2) as pool:  # as grade_all does
-            registered = pool.submit(_ensure_registered, course, args.assignment)
-            template_course(course, args.assignment)
-            registered.result()
+        prepare_assignment(course, args.assignment)  # grade_all then finds both done
         setup = time.perf_counter() - start
         start = time.perf_counter()
         summary = grade_all(course, downloads, workers=args.workers, progress=False)
