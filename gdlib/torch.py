@@ -75,6 +75,7 @@ the flat buffer). Moving or replacing ``p.data`` later (``model.to(...)``) is de
 step, which rebuilds the buckets and carries the state over.
 """
 
+import functools
 import os
 import sys
 import types
@@ -104,9 +105,11 @@ _MALLOC_VARIABLE = "GDLIB_MALLOC_TUNING"  # "off": leave the C allocator as it i
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # mallopt parameters (malloc.h)
 _MMAP_THRESHOLD = 32 << 20  # largest request served from the heap (glibc's maximum on 64-bit)
 _TRIM_THRESHOLD = 64 << 20  # free memory kept at the top of the heap before returning it
-_malloc_tuned = None  # None: not tried yet; then True or False
 
 
+# Cached, not a module global set at the first step: the grader snapshots gdlib's namespaces
+# and reads any rebinding as tampering (gdgrade.grading.require_untampered).
+@functools.cache
 def _keep_temporaries_in_the_heap() -> bool:
     """Set glibc's mmap and trim thresholds once per process (``mallopt``); True if they are set.
 
@@ -114,21 +117,18 @@ def _keep_temporaries_in_the_heap() -> bool:
     and up to 64 MiB of freed heap memory is kept for reuse instead of returned to the system.
     Done when the first eager optimizer with CPU parameters steps; skipped on other C libraries
     and when the environment variable ``GDLIB_MALLOC_TUNING`` is ``off``."""
-    global _malloc_tuned
-    if _malloc_tuned is None:
-        _malloc_tuned = False
-        if os.environ.get(_MALLOC_VARIABLE, "").lower() != "off" and sys.platform == "linux":
-            import ctypes  # here, not at import: even importing it moves glibc's thresholds
+    if os.environ.get(_MALLOC_VARIABLE, "").lower() == "off" or sys.platform != "linux":
+        return False
+    import ctypes  # here, not at import: even importing it moves glibc's thresholds
 
-            try:
-                libc = ctypes.CDLL(None)
-                mallopt = libc.mallopt  # glibc (and compatible C libraries) only
-            except (OSError, AttributeError):
-                return False
-            mallopt.argtypes, mallopt.restype = (ctypes.c_int, ctypes.c_int), ctypes.c_int
-            _malloc_tuned = bool(mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD)
-                                 and mallopt(_M_TRIM_THRESHOLD, _TRIM_THRESHOLD))
-    return _malloc_tuned
+    try:
+        libc = ctypes.CDLL(None)
+        mallopt = libc.mallopt  # glibc (and compatible C libraries) only
+    except (OSError, AttributeError):
+        return False
+    mallopt.argtypes, mallopt.restype = (ctypes.c_int, ctypes.c_int), ctypes.c_int
+    return bool(mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD)
+                and mallopt(_M_TRIM_THRESHOLD, _TRIM_THRESHOLD))
 
 
 class _Layout(NamedTuple):
@@ -581,8 +581,8 @@ class Optimizer(torch.optim.Optimizer):
                 loss = closure()
         if self.compile and self._compiled is None:
             self._compiled = _Compiled(self.rule, self._layout)
-        if _malloc_tuned is None and not self.compile:
-            _keep_temporaries_in_the_heap()  # once per process; see the module docstring
+        if not self.compile:
+            _keep_temporaries_in_the_heap()  # once per process (cached); see the docstring
         for index, group in enumerate(self.param_groups):
             _require_lr(group["lr"], index)
         self._require_usable_grads()  # before any update: an error leaves everything unchanged

@@ -1,6 +1,7 @@
 """Tests of gdgrade.grading: feedback messages, detection of answers that use the reference, and
 the integrity checks (patched numpy/builtins/gdlib, IPython hooks in a real kernel)."""
 
+import ast
 import builtins
 import functools
 import hashlib
@@ -11,6 +12,7 @@ import re
 import subprocess
 import sys
 import types
+from pathlib import Path
 
 import nbformat
 import numpy as np
@@ -448,6 +450,47 @@ def test_replaced_gdlib_helpers_are_detected(monkeypatch):
     monkeypatch.setattr(losses, "softmax", lambda logits: np.zeros_like(logits))
     message = failure(grading.check_function, own_hinge, losses.hinge, EXAMPLE)
     assert "gdlib.losses.softmax" in message
+
+
+_STEP_AFTER_THE_SNAPSHOT = """
+import torch
+from gdgrade import grading
+from gdlib import optim
+from gdlib import torch as gdtorch
+grading.protect("gdlib.torch")
+param = torch.nn.Parameter(torch.ones(3))
+param.grad = torch.ones(3)
+gdtorch.Optimizer([param], optim.Adam(0.1)).step()
+grading.require_untampered()
+print("untampered")
+"""
+
+
+def test_gdlib_working_normally_is_not_tampering():
+    """CI failure of stop 18: the eager adapter set a module global (whether the C allocator
+    was tuned) at its first step; a grader snapshot taken before that step read the change as
+    an answer's tampering and gave 0 to every cell graded afterwards in that process. A fresh
+    process, so the snapshot surely comes before the first step."""
+    done = subprocess.run([sys.executable, "-c", _STEP_AFTER_THE_SNAPSHOT], capture_output=True,
+                          text=True, cwd=os.getcwd(), check=False)
+    assert done.returncode == 0 and done.stdout.split() == ["untampered"], done.stderr[-2000:]
+
+
+def _rebound_globals(path):
+    """``(line, names)`` of each ``global`` statement in a module's source."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    return [(node.lineno, node.names) for node in ast.walk(tree) if isinstance(node, ast.Global)]
+
+
+def test_no_gdlib_or_grader_module_rebinds_its_globals():
+    """The integrity check compares every attribute of gdlib's and gdgrade's modules with its
+    value at import, so state that changes at run time lives inside an object (a cache, a
+    dict), never in a rebound global. The answer worker runs as a script, not a module."""
+    root = Path(__file__).resolve().parents[1]
+    found = {str(path.relative_to(root)): rebound
+             for package in ("gdlib", "gdgrade") for path in sorted((root / package).glob("*.py"))
+             if path.name != "answer_worker.py" and (rebound := _rebound_globals(path))}
+    assert not found, found
 
 
 def test_rng_ignores_a_patched_numpy_random(monkeypatch):
