@@ -178,7 +178,7 @@ def grade_batch(template: bytes, assignment: str, notebooks: dict,
         graded = run_nbgrader(["autograde", assignment], course, check=False, env=env)
         run_nbgrader(["generate_feedback", assignment], course, check=False, env=env)
         log = graded.stdout + graded.stderr
-        with Gradebook(gradebook_url(course)) as gb:
+        with _gradebook(gradebook_url(course)) as gb:
             for student in notebooks:
                 results[student] = _batch_result(gb, course, assignment, student, log)
         for path in course.rglob("*"):  # autograde writes read-only files
@@ -263,7 +263,7 @@ def merge(root: Path, assignment: str, student: str, result: dict) -> None:
             path.chmod(0o644)
         if result[key]:
             path.write_bytes(result[key])
-    with Gradebook(gradebook_url(root)) as gb, warnings.catch_warnings():
+    with _gradebook(gradebook_url(root)) as gb, warnings.catch_warnings():
         # nbgrader's add_submission trips SQLAlchemy's autoflush warnings; the rows are right.
         warnings.simplefilter("ignore", SAWarning)
         gb.update_or_create_student(student)
@@ -306,10 +306,20 @@ class Summary:
         return "\n".join(lines)
 
 
+def _gradebook(url: str) -> Gradebook:
+    """nbgrader's ``Gradebook(url)``, with this interpreter's bin/ on PATH: opening a gradebook
+    runs ``alembic`` as a subprocess, which is missing when the venv is not activated (as in
+    ``.venv/bin/python -m gdgrade.bench``, or on a dask worker)."""
+    bin_dir = str(Path(sys.executable).parent)
+    if bin_dir not in os.environ.get("PATH", "").split(os.pathsep):
+        os.environ["PATH"] = bin_dir + os.pathsep + os.environ.get("PATH", "")
+    return Gradebook(url)
+
+
 def _ensure_registered(root: Path, assignment: str) -> None:
     """The course gradebook must know the assignment (``make exercises`` registers it)."""
     try:
-        with Gradebook(gradebook_url(root)) as gb:
+        with _gradebook(gradebook_url(root)) as gb:
             gb.find_assignment(assignment)
             return
     except MissingEntry:
@@ -340,10 +350,6 @@ def grade_all(root: Path, folder: Path, *, workers: int = 2, scheduler: str | No
     from tqdm.auto import tqdm
 
     root, summary = Path(root), Summary()
-    # nbgrader's Gradebook runs alembic (in this interpreter's bin/) when it creates a gradebook.
-    bin_dir = str(Path(sys.executable).parent)
-    if bin_dir not in os.environ.get("PATH", "").split(os.pathsep):
-        os.environ["PATH"] = bin_dir + os.pathsep + os.environ.get("PATH", "")
     submissions = find_submissions(folder, set(assignments(root)))
     todo = []
     for sub in submissions:

@@ -191,3 +191,14 @@ print("every cell ran")
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                           check=False)
     assert done.returncode == 0 and "every cell ran" in done.stdout, done.stderr[-2000:]
+
+
+def test_a_gradebook_opens_without_the_venv_on_path(tmp_path, monkeypatch):
+    """Opening a new gradebook runs nbgrader's ``alembic`` as a subprocess: with the venv's
+    python called by its path (not activated), ``python -m gdgrade.bench`` failed with
+    FileNotFoundError: 'alembic'."""
+    from gdgrade.nbgrader_plugins import gradebook_url
+
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")
+    with batch._gradebook(gradebook_url(tmp_path)) as gb:
+        assert gb.assignments == []
