@@ -15,7 +15,8 @@ the roles separated:
   as data. The comparison with ``gdlib`` happens here, with a reference the student's code
   never shared a process with.
 
-Only plain data crosses (JSON: numbers, strings, lists, tuples, real-valued arrays; callbacks
+Only plain data crosses (JSON: numbers, strings, lists, tuples, real-valued arrays as their
+little-endian bytes in base64; callbacks
 of the tests by number). No pickle, no object of the student's: an object with a lying
 ``__eq__``, ``__array__`` or ``__float__``, or a numpy subclass, is read *in the answer
 process* into its stored numbers (``ndarray.view``, ``float.__float__``) or refused, and the
@@ -40,6 +41,8 @@ tampering with the in-kernel tests.
 from __future__ import annotations
 
 import ast
+import base64
+import binascii
 import builtins
 import contextlib
 import importlib.util
@@ -120,8 +123,9 @@ def encode(value, callbacks: list):
     if isinstance(value, list):
         return [encode(v, callbacks) for v in value]
     if isinstance(value, np.ndarray) and value.dtype.kind in "biuf":
-        data = [encode(x, callbacks) for x in value.ravel().tolist()]
-        return {"a": {"dtype": value.dtype.str, "shape": list(value.shape), "data": data}}
+        dtype = np.dtype(np.float64) if value.dtype.kind == "f" else value.dtype.newbyteorder("<")
+        data = base64.b64encode(np.ascontiguousarray(value, dtype=dtype).tobytes())
+        return {"a": {"dtype": dtype.str, "shape": list(value.shape), "b64": data.decode("ascii")}}
     if isinstance(value, dict):
         return {str(k): encode(v, callbacks) for k, v in value.items()}
     if callable(value):
@@ -154,16 +158,18 @@ def decode(value, depth: int = 0):
 
 
 def _decode_array(spec: dict):
+    """``{"dtype", "shape", "b64"}``: the little-endian bytes of a real array, in base64."""
     try:
         dtype = np.dtype(spec["dtype"])
         shape = tuple(int(n) for n in spec["shape"])
-        data = [decode(x, 1) for x in spec["data"]]
-        if dtype.kind not in "biuf" or math.prod(shape) != len(data):
+        if dtype.kind not in "biuf" or dtype.byteorder == ">" or min(shape, default=0) < 0:
             raise ValueError
-        if not all(isinstance(x, (bool, int, float)) for x in data):
+        data = base64.b64decode(spec["b64"], validate=True)
+        if len(data) != math.prod(shape) * dtype.itemsize:
             raise ValueError
-        return np.array(data, dtype=np.float64 if dtype.kind == "f" else dtype).reshape(shape)
-    except (KeyError, TypeError, ValueError, OverflowError):
+        array = np.frombuffer(data, dtype=dtype).reshape(shape)
+        return array.astype(np.float64 if dtype.kind == "f" else dtype)  # a writable copy
+    except (KeyError, TypeError, ValueError, OverflowError, binascii.Error):
         return Unreadable("a malformed array")
 
 

@@ -9,9 +9,11 @@ submission is still graded. (The autograde round trips of the chapter tests run 
 same verification: nbgrader_config.py registers it.)
 """
 
+import base64
 import time
 
 import course_roundtrip as roundtrip
+import numpy as np
 import pytest
 
 from gdgrade import verify
@@ -175,10 +177,20 @@ def test_numbers_of_number_subclasses_are_their_stored_values():
 def test_plain_data_only():
     with pytest.raises(TypeError, match="cannot send a object"):
         verify.encode(object(), [])
-    assert isinstance(verify.decode({"a": {"dtype": "|O", "shape": [1], "data": [1]}}),
-                      verify.Unreadable)
-    assert isinstance(verify.decode({"a": {"dtype": "<f8", "shape": [3], "data": [1.0]}}),
-                      verify.Unreadable)
+    one = base64.b64encode(np.array([1.0]).tobytes()).decode()
+    for spec in ({"dtype": "|O", "shape": [1], "b64": one},  # objects: never
+                 {"dtype": "<f8", "shape": [3], "b64": one},  # fewer bytes than the shape says
+                 {"dtype": "<f8", "shape": [1], "b64": one[:-2] + "*="},  # not base64
+                 {"dtype": "<f8", "shape": [1], "data": [1.0]}):  # the old list form
+        assert isinstance(verify.decode({"a": spec}), verify.Unreadable), spec
     assert isinstance(verify.decode({"__reduce__": "os.system"}), verify.Unreadable)
-    array = verify.decode({"a": {"dtype": "<f8", "shape": [2], "data": [1.0, {"f": "nan"}]}})
-    assert array.shape == (2,) and array[0] == 1.0 and array[1] != array[1]
+
+
+def test_arrays_cross_exactly_with_their_non_finite_values():
+    values = np.array([[1.0, np.nan], [-np.inf, 2.0**-1074]])
+    for array in (values, values.astype(">f8"), values.astype(np.float32),
+                  np.arange(6, dtype=np.int16).reshape(2, 3), np.array([True, False])):
+        back = verify.decode(verify.encode(array, []))
+        assert back.shape == array.shape and back.flags.writeable
+        assert back.dtype == (np.float64 if array.dtype.kind == "f" else array.dtype.newbyteorder("="))
+        np.testing.assert_array_equal(back, array.astype(back.dtype))
