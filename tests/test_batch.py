@@ -1,11 +1,11 @@
 """``python -m gdgrade grade``: a whole class in one command (gdgrade/batch.py).
 
 A temporary course receives LMS-style downloads of 03_ewma (a correct and a wrong student, a
-file that is not JSON, one of nbformat 3, one inside a zip archive) plus a renamed notebook in
-nbgrader's layout (dishonest submissions are tests/test_adversarial.py's). One run grades them on two local workers, writes the gradebook,
+file that is not JSON, one of nbformat 3, one inside a zip archive) (dishonest submissions are
+tests/test_adversarial.py's). One run grades them on two local workers, writes the gradebook,
 autograded notebooks, feedback and grades.csv, and reports what it could not grade; a rerun
-grades only what is missing; the same jobs on a local dask cluster (two workers on loopback)
-give the same grades.
+grades only what is missing; two of them and a renamed notebook, in nbgrader's layout, on a
+local dask cluster (two workers on loopback) get the same grades and the renaming reported.
 """
 
 import csv
@@ -105,34 +105,43 @@ def test_a_rerun_grades_only_what_is_missing(graded):
     assert set(totals(resumed)) == {"bob"} and resumed.skipped == 2
 
 
-@pytest.mark.slow
-def test_a_renamed_notebook_in_nbgrader_layout_is_graded_and_reported(course, tmp_path):
-    folder = tmp_path / "submitted"
-    _write(folder / "kim" / ASSIGNMENT / "my_copy.ipynb", roundtrip.answered(ASSIGNMENT, {}))
-    summary = batch.grade_all(course, folder, workers=1, progress=False)
-    assert totals(summary) == {"kim": (9.0, 9.0)}
-    assert any("submitted as my_copy.ipynb" in note for note in summary.notes)
+@pytest.fixture(scope="module")
+def on_a_cluster(graded, tmp_path_factory):
+    """ann's and bob's downloads, and kim's copy under another name, in nbgrader's layout,
+    graded in a fresh course on a local dask cluster of two worker processes (two jobs: ann and
+    bob, then kim)."""
+    import distributed
 
-
-@pytest.mark.slow
-def test_a_dask_cluster_gives_the_same_grades(graded, tmp_path):
-    """Two of the downloads (one job each) on a local cluster of two worker processes."""
-    distributed = pytest.importorskip("distributed")
     course, local = graded
-    folder = tmp_path / "downloads"
-    folder.mkdir()
+    tmp = tmp_path_factory.mktemp("cluster")
+    folder = tmp / "submitted"
     for student in ("ann", "bob"):
-        name = f"{student}_{ASSIGNMENT}.ipynb"
-        (folder / name).write_bytes((course / "downloaded" / name).read_bytes())
-    jobs_course = roundtrip.make_course(tmp_path / "course")
+        download = course / "downloaded" / f"{student}_{ASSIGNMENT}.ipynb"
+        (folder / student / ASSIGNMENT).mkdir(parents=True)
+        (folder / student / ASSIGNMENT / f"{ASSIGNMENT}.ipynb").write_bytes(download.read_bytes())
+    _write(folder / "kim" / ASSIGNMENT / "my_copy.ipynb", roundtrip.answered(ASSIGNMENT, {}))
+    jobs_course = roundtrip.make_course(tmp / "course")
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
                                   host="127.0.0.1", dashboard_address=None) as cluster:
         remote = batch.grade_all(jobs_course, folder, scheduler=cluster.scheduler_address,
-                                 progress=False, batch_size=1)
-    expected = {s: t for s, t in totals(local).items() if s in ("ann", "bob")}
-    assert totals(remote) == expected
-    assert remote.failed == []
+                                 progress=False, batch_size=2)
+    yield local, remote
     roundtrip.make_writable(jobs_course)
+
+
+@pytest.mark.slow
+def test_a_dask_cluster_gives_the_same_grades(on_a_cluster):
+    local, remote = on_a_cluster
+    expected = {s: t for s, t in totals(local).items() if s in ("ann", "bob")}
+    assert {s: t for s, t in totals(remote).items() if s != "kim"} == expected
+    assert remote.failed == []
+
+
+@pytest.mark.slow
+def test_a_renamed_notebook_in_nbgrader_layout_is_graded_and_reported(on_a_cluster):
+    _, remote = on_a_cluster
+    assert totals(remote)["kim"] == (9.0, 9.0)
+    assert any("submitted as my_copy.ipynb" in note for note in remote.notes), remote.notes
 
 
 def test_the_command_line_reports_a_missing_folder(tmp_path):
