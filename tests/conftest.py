@@ -99,6 +99,30 @@ def book_build(tmp_path_factory, worker_id) -> BookBuild:
                      Path(fields["html"]))
 
 
+@pytest.fixture(scope="session")
+def released_course(tmp_path_factory, worker_id) -> Path:
+    """A course in which ``gdgrade.course.release`` regenerated every exercise and registered
+    every assignment in the gradebook: made once per run (under a lock shared by the workers,
+    as the book build), read by the round trips, which copy its gradebook instead of running
+    nbgrader's ``generate_assignment`` again. Treat it as read-only."""
+    import course_roundtrip as roundtrip
+
+    from gdgrade import course
+
+    def make(root: Path) -> Path:
+        course.release(roundtrip.make_course(root))
+        (root / "released.ok").touch()
+        return root
+
+    if worker_id == "master":
+        return make(tmp_path_factory.mktemp("released"))
+    shared = tmp_path_factory.getbasetemp().parent
+    with FileLock(str(shared / "released.lock")):
+        if not (shared / "released" / "released.ok").is_file():
+            make(shared / "released")
+    return shared / "released"
+
+
 def pytest_itemcollected(item):
     """xdist groups: "book" for the tests that use the build, the module's name otherwise.
 

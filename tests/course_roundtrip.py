@@ -290,14 +290,19 @@ class Graded:
 
 
 @contextmanager
-def autograded(directory: Path, assignment: str,
-               students: Mapping[str, Submission]) -> Iterator[Graded]:
+def autograded(directory: Path, assignment: str, students: Mapping[str, Submission],
+               released: Path | None = None) -> Iterator[Graded]:
     """Release ``assignment`` in a fresh course in ``directory``, submit every student's
     notebook ({student: answers or notebook maker}, see ``submission``) and autograde them all
-    in one nbgrader call. On exit, the course's files are made writable again (for the
-    temporary directory's clean-up)."""
+    in one nbgrader call. ``released``: a course where every assignment was already released
+    (the ``released_course`` fixture), whose gradebook and release are copied instead. On exit, the course's
+    files are made writable again (for the temporary directory's clean-up)."""
     root = make_course(directory)
-    course.run_nbgrader(["generate_assignment", assignment], root)
+    if released is not None:  # what generate_assignment writes: the gradebook and the release
+        shutil.copy(released / "gradebook.db", root / "gradebook.db")
+        shutil.copytree(released / "exercises" / assignment, root / "exercises" / assignment)
+    else:
+        course.run_nbgrader(["generate_assignment", assignment], root)
     submit(root, assignment, students)
     process = course.run_nbgrader(["autograde", assignment], root)
     scores, manual = gradebook_grades(root, assignment, students)
@@ -319,9 +324,9 @@ def chapter_round_trip(assignment: str, points: Mapping[str, float], submissions
     import pytest
 
     @pytest.fixture(scope="module")
-    def graded(tmp_path_factory):
+    def graded(tmp_path_factory, released_course):
         directory = tmp_path_factory.mktemp(f"course{assignment[:2]}")
-        with autograded(directory, assignment, submissions) as result:
+        with autograded(directory, assignment, submissions, released_course) as result:
             yield result
 
     @pytest.mark.slow

@@ -250,10 +250,10 @@ SUBMISSIONS = {"correct": {}, "unanswered": lambda: roundtrip.read(RELEASE), "wr
 
 
 @pytest.fixture(scope="module")
-def graded(tmp_path_factory):
+def graded(tmp_path_factory, released_course):
     """Release 09_strategies, submit every student of SUBMISSIONS, autograde them in one call."""
     directory = tmp_path_factory.mktemp("course09")
-    with roundtrip.autograded(directory, ASSIGNMENT, SUBMISSIONS) as result:
+    with roundtrip.autograded(directory, ASSIGNMENT, SUBMISSIONS, released_course) as result:
         yield result
 
 

@@ -38,11 +38,9 @@ def normalized(path: Path) -> dict:
 
 
 @pytest.fixture(scope="module")
-def regenerated(tmp_path_factory) -> Path:
+def regenerated(released_course) -> Path:
     """exercises/ regenerated from the committed solutions/ in a temporary course."""
-    root = roundtrip.make_course(tmp_path_factory.mktemp("release"))
-    course.release(root)
-    return root / "exercises"
+    return released_course / "exercises"
 
 
 def test_every_solution_notebook_has_a_committed_release():
@@ -259,10 +257,10 @@ SUBMISSIONS = {  # student: the answer cells they write (the others correct), or
 
 
 @pytest.fixture(scope="module")
-def graded(tmp_path_factory):
+def graded(tmp_path_factory, released_course):
     """Release, submit every student of SUBMISSIONS, autograde them in one nbgrader call."""
     directory = tmp_path_factory.mktemp("course")
-    with roundtrip.autograded(directory, ASSIGNMENT, SUBMISSIONS) as result:
+    with roundtrip.autograded(directory, ASSIGNMENT, SUBMISSIONS, released_course) as result:
         yield result
 
 
