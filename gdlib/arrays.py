@@ -17,8 +17,15 @@ def is_tensor(x) -> bool:
 
 
 def namespace(x):
-    """The module whose functions apply to ``x``: ``torch`` for tensors, ``numpy`` otherwise."""
-    return sys.modules["torch"] if is_tensor(x) else np
+    """The module whose functions apply to ``x``: ``torch`` for tensors, what
+    ``x.__array_namespace__()`` returns for other arrays that name theirs (the Array API
+    standard's protocol; numpy's arrays name numpy, ``gdlib.inplace``'s symbols their recorder),
+    ``numpy`` otherwise."""
+    if is_tensor(x):
+        return sys.modules["torch"]
+    if hasattr(type(x), "__array_namespace__"):
+        return x.__array_namespace__()
+    return np
 
 
 def is_floating(x) -> bool:

@@ -30,11 +30,19 @@ Design: one update over a flat buffer, whatever the number of tensors.
     rule's state fields (``step``, ``m``, ``v`` for Adam). ``update`` is pure and returns new
     arrays: the adapter copies them back into the buffers in place.
 
-    * eager (default): ``update`` runs on consecutive pieces of the flat buffers of about
-      ``chunk_size`` elements (512 KiB on CPU, so that its temporaries stay in cache; 64 MiB on
-      other devices). Pieces never cut a small tensor: a gradient piece is a view of ``p.grad``,
-      or one ``torch.cat`` of the gradients of several small tensors. Temporaries are bounded by a
-      few pieces, far below one parameter-sized buffer.
+    * eager (default): the update runs on consecutive pieces of the flat buffers of about
+      ``chunk_size`` elements (512 KiB on CPU, so that a piece stays in cache while every
+      operation of the formula passes over it; 64 MiB on other devices). Pieces never cut a small
+      tensor: a gradient piece is a view of ``p.grad``, or the gradients of several small
+      tensors gathered into a reused buffer. Each step calls ``update`` once, on symbols
+      (``gdlib.inplace``): the formula's operations are recorded, then replayed on every piece
+      with ``out=`` into a few piece-sized scratch buffers, each result written straight into
+      its parameter or state slice. The replay calls the torch function each operator calls, so
+      the result is bit for bit the formula run as written, with no allocation and no copy per
+      step. A rule whose ``update`` cannot be recorded (it compares arrays, reads their
+      attributes, calls a function other than ``sqrt``, ``exp``, ``log``, ``abs``, ``maximum``,
+      ``minimum``) runs as written on each piece instead: exact as well, with fresh temporaries
+      for every operation.
     * ``compile=True``: ``update`` runs once on the whole flat buffers under ``torch.compile``,
       which fuses it into one memory-bound kernel (the first step compiles: 10-20 s for the
       first compilation in a process, a few seconds for later ones; the learning rate and step
@@ -44,13 +52,15 @@ Design: one update over a flat buffer, whatever the number of tensors.
       gradients set by other means are gathered into it at the step. If compilation fails the
       optimizer warns and runs eagerly.
 
-    * the C allocator (Linux, glibc): the eager pieces' temporaries are a few hundred KiB, a
-      fresh one per operation. glibc serves requests of that size from fresh pages (mmap) once
-      other code has moved its thresholds, and then every step pays a page fault per 4 KiB
-      (measured: 2.6 times slower when another optimizer steps in the same process). The first
-      eager step therefore fixes glibc's thresholds for the process (``mallopt``: requests up
-      to 32 MiB from the heap, up to 64 MiB of freed memory kept for reuse); set the environment
-      variable ``GDLIB_MALLOC_TUNING=off`` to leave the allocator alone.
+    * the C allocator (Linux, glibc), for rules run as written: their temporaries are a few
+      hundred KiB, a fresh one per operation. glibc serves requests of that size from fresh
+      pages (mmap) once other code has moved its thresholds, and then every step pays a page
+      fault per 4 KiB (measured: 2.6 times slower when another optimizer steps in the same
+      process). The first such step therefore fixes glibc's thresholds for the process
+      (``mallopt``: requests up to 32 MiB from the heap, up to 64 MiB of freed memory kept for
+      reuse); set the environment variable ``GDLIB_MALLOC_TUNING=off`` to leave the allocator
+      alone. A recorded rule (every rule of ``gdlib.optim``) allocates nothing per step and
+      never touches the allocator.
 
     A bucket whose parameters have not all taken the same number of steps (some had no gradient
     at some step, as torch counts steps per parameter) is updated one parameter at a time: still
@@ -59,9 +69,12 @@ Design: one update over a flat buffer, whatever the number of tensors.
 Speed: ``python -m gdlib.bench`` measures it, every variant side by side in one run (torch's
 default, foreach and fused steps, the adapter eager and compiled), with the dispersion and the
 load average; ``--busy`` adds another model whose torch optimizer steps before every timed step,
-as in a program that holds several optimizers. An eager step makes one pass over memory per
-operation of the formula, so it is slower than torch's multi-tensor and fused kernels, which
-make one or a few; ``compile=True`` fuses the update into one pass. Use it for large models.
+as in a program that holds several optimizers. An eager step makes one pass over a piece per
+operation of the formula (Adam: 14), where torch's default step makes about 7 with its fused
+``addcmul_``/``addcdiv_`` primitives; the pieces stay in cache, so the gap is smaller than the
+count of operations. ``compile=True`` fuses the whole update into one pass over memory, as
+torch's fused kernels do (the bench prints its first-step compilation time beside the step
+times, from which the number of steps it takes to pay back follows).
 
 Requirements on the rule (every rule of ``gdlib.optim`` meets them): the contract of
 ``gdlib.optim`` (``init``, ``update(theta, grad, state, lr)``, a ``NamedTuple`` state with a
@@ -87,18 +100,21 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
+from gdlib import inplace
+
 __all__ = ["Optimizer"]
 
-# Eager pieces: about this many bytes per state array, so that a piece's temporaries stay in a
-# CPU core's L2 cache; on accelerators, large pieces (few kernel launches) of bounded size.
+# Eager pieces: about this many bytes per state array, so that a piece and its scratch buffers
+# stay in a CPU core's L2 cache (measured on 2 cores: 256 KiB pieces lose to the per-operation
+# overhead, 1 MiB and more to cache misses); on accelerators, large pieces (few kernel launches).
 _CPU_CHUNK_BYTES = 1 << 19
 _DEVICE_CHUNK_BYTES = 1 << 26
 
 
 # glibc's malloc (Linux): requests above a dynamic threshold (128 KiB to start) get fresh pages
-# from the system (mmap) and freed memory at the top of the heap goes back to it (trim), so an
-# eager step's temporaries -- a few hundred KiB each, a fresh one for every operation of every
-# piece -- can cost a page fault per 4 KiB when other code in the process allocates too:
+# from the system (mmap) and freed memory at the top of the heap goes back to it (trim), so the
+# temporaries of a rule run as written -- a few hundred KiB each, a fresh one for every
+# operation of every piece -- can cost a page fault per 4 KiB when other code in the process allocates too:
 # measured (`python -m gdlib.bench --busy`), 65,000 faults and 117 ms per Adam step on 10M
 # parameters against 45 ms alone. Fixed thresholds, set once, keep the temporaries in the heap.
 _MALLOC_VARIABLE = "GDLIB_MALLOC_TUNING"  # "off": leave the C allocator as it is
@@ -115,8 +131,9 @@ def _keep_temporaries_in_the_heap() -> bool:
 
     A process-wide setting of the C allocator: allocations up to 32 MiB come from the heap,
     and up to 64 MiB of freed heap memory is kept for reuse instead of returned to the system.
-    Done when the first eager optimizer with CPU parameters steps; skipped on other C libraries
-    and when the environment variable ``GDLIB_MALLOC_TUNING`` is ``off``."""
+    Done at the first eager step of a rule run as written (one that cannot be recorded);
+    skipped on other C libraries and when the environment variable ``GDLIB_MALLOC_TUNING`` is
+    ``off``."""
     if os.environ.get(_MALLOC_VARIABLE, "").lower() == "off" or sys.platform != "linux":
         return False
     import ctypes  # here, not at import: even importing it moves glibc's thresholds
@@ -220,6 +237,8 @@ class _Bucket:
         self.param_ptrs = self._ptrs(self.flat)
         self.grad = None  # flat gradient buffer, allocated when first needed
         self.grad_ptrs = ()
+        self.scratch, self.gather = [], None  # eager replay: piece-sized buffers, reused
+        self.registers = {}  # (start, stop, scratch count) -> views of one piece
         if chunk_size is None:
             per_device = _CPU_CHUNK_BYTES if self.flat.device.type == "cpu" else _DEVICE_CHUNK_BYTES
             chunk_size = per_device // self.flat.element_size()
@@ -330,9 +349,34 @@ class _Bucket:
 
     # -- the update ------------------------------------------------------------------------
 
+    def _registers(self, start: int, stop: int, scratch: int) -> list:
+        """The views a replay works on for elements [start, stop): the parameters, a free place
+        for the gradient, the state arrays, then ``scratch`` scratch tensors (views of buffers
+        kept for reuse). Cached: building views costs more than some of the operations."""
+        key = (start, stop, scratch)
+        registers = self.registers.get(key)
+        if registers is None:
+            longest = max(b - a for a, b, _ in self.segments)
+            while len(self.scratch) < scratch:
+                self.scratch.append(
+                    torch.empty(longest, dtype=self.flat.dtype, device=self.flat.device))
+            registers = [self.flat[start:stop], None,
+                         *(array[start:stop] for array in self.arrays.values()),
+                         *(buffer[:stop - start] for buffer in self.scratch[:scratch])]
+            self.registers[key] = registers
+        return registers
+
+    def _gathered(self, parts, grads, length: int):
+        """The gradients of several whole tensors side by side, in a reused buffer."""
+        if self.gather is None:
+            longest = max(stop - start for start, stop, _ in self.segments)
+            self.gather = torch.empty(longest, dtype=self.flat.dtype, device=self.flat.device)
+        return torch.cat([grads[index].reshape(-1) for index, _, _ in parts],
+                         out=self.gather[:length])
+
     def _apply(self, rule, start, stop, grad, scalars, lr) -> dict:
-        """Run ``rule.update`` on elements [start, stop) and copy the result back in place;
-        returns the new scalar fields."""
+        """Run ``rule.update`` as written on elements [start, stop) and copy the result back in
+        place; returns the new scalar fields."""
         theta = self.flat[start:stop]
         arrays = {name: array[start:stop] for name, array in self.arrays.items()}
         new_theta, new_state = rule.update(
@@ -342,7 +386,34 @@ class _Bucket:
             array.copy_(getattr(new_state, name))
         return {name: getattr(new_state, name) for name in self.layout.scalars}
 
-    def step(self, rule, lr, compiled) -> None:
+    def _update(self, rule, pieces, grads, flat_grad, scalars, lr, replay) -> dict:
+        """Update the elements of ``pieces`` from the state ``scalars``; returns the new scalar
+        fields. The update recorded once and replayed in place on every piece (``replay``), or,
+        for a rule that cannot be recorded, ``rule.update`` as written on every piece."""
+        planned = replay.program(scalars, lr) if replay is not None else None
+        if planned is None:
+            _keep_temporaries_in_the_heap()  # once per process (cached); see the docstring
+            new = scalars
+            for start, stop, parts in pieces:
+                grad = self._piece_grad(parts, grads, flat_grad, start, stop)
+                new = self._apply(rule, start, stop, grad, scalars, lr)
+            return new
+        program, new = planned
+        for start, stop, parts in pieces:
+            if flat_grad is not None:
+                grad = flat_grad[start:stop]
+            elif len(parts) == 1:
+                index, a, b = parts[0]
+                grad = grads[index].reshape(-1)[a:b]
+            else:
+                grad = self._gathered(parts, grads, stop - start)
+            registers = self._registers(start, stop, program.scratch)
+            registers[1] = grad
+            program.run(registers)
+            registers[1] = None  # the gradient is not the bucket's to keep
+        return new
+
+    def step(self, rule, lr, compiled, replay) -> None:
         """One step for every parameter of the bucket that has a gradient (dense, and finite if
         the rule checks: ``Optimizer.step`` has checked them all before any update)."""
         grads = [p.grad for p in self.params]
@@ -355,11 +426,7 @@ class _Bucket:
         if len(active) == len(grads) and uniform:
             if compiled is None or not compiled.run(self, grads, common, lr):
                 flat_grad = self.grad if self._grads_are_views(grads) else None
-                new = common
-                for start, stop, parts in self.segments:
-                    grad = self._piece_grad(parts, grads, flat_grad, start, stop)
-                    new = self._apply(rule, start, stop, grad, common, lr)
-                common = new
+                common = self._update(rule, self.segments, grads, flat_grad, common, lr, replay)
             else:
                 common = compiled.next_scalars(common, lr)
             for entry in entries:
@@ -368,9 +435,8 @@ class _Bucket:
             return
         for i in active:  # per parameter: their step counts differ (torch counts per parameter)
             scalars = {name: entries[i][name] for name in self.layout.scalars}
-            for start, stop, parts in self.param_segments[i]:
-                new = self._apply(rule, start, stop, self._piece_grad(parts, grads), scalars, lr)
-            entries[i].update(new)
+            entries[i].update(self._update(rule, self.param_segments[i], grads, None, scalars,
+                                           lr, replay))
         torch.autograd.graph.increment_version([self.params[i] for i in active])
 
 
@@ -452,6 +518,41 @@ class _Compiled:
         return {name: _python_number(getattr(new, name)) for name in self.layout.scalars}
 
 
+class _Replay:
+    """``rule.update`` recorded once per step and replayed in place on every eager piece
+    (``gdlib.inplace``): the same bits as the formula run as written, without its temporaries."""
+
+    def __init__(self, rule, layout: _Layout):
+        self.rule, self.layout, self.failed = rule, layout, False
+
+    def program(self, scalars, lr):
+        """``(program, new scalar fields)`` for one step from ``scalars``, or None when the
+        rule cannot be recorded (then never tried again) or ``lr`` is not a Python number."""
+        if self.failed or type(lr) not in (int, float):
+            return None
+        layout = self.layout
+
+        def arguments(symbols):
+            theta, grad, *arrays = symbols
+            state = layout.state_type(**dict(zip(layout.arrays, arrays, strict=True)), **scalars)
+            return theta, grad, state, lr
+
+        try:
+            recorded = inplace.record(self.rule.update, 2 + len(layout.arrays), arguments)
+            if recorded is None:
+                raise inplace.NotRecordable("see gdlib.inplace")
+            tape, (new_theta, new_state) = recorded
+            new = {name: getattr(new_state, name) for name in layout.scalars}
+            if any(inplace.is_symbol(value) for value in new.values()):
+                raise inplace.NotRecordable("a scalar field depends on the arrays")
+            outputs = [new_theta, *(getattr(new_state, name) for name in layout.arrays)]
+            program = inplace.Program(tape, outputs, [0, *range(2, 2 + len(layout.arrays))])
+        except Exception:  # noqa: BLE001 -- run as written, which raises any genuine error
+            self.failed = True
+            return None
+        return program, new
+
+
 # A param group's keys: ``params`` and ``lr`` are what the adapter reads (a group's one
 # hyper-parameter; the rule holds the others); the rest is bookkeeping that torch writes into
 # groups (named parameters, the learning-rate schedulers' ``initial_lr``/``max_lr``/``min_lr``).
@@ -502,6 +603,7 @@ class Optimizer(torch.optim.Optimizer):
         self._layout = _layout_of(rule)
         self._buckets = {}  # group index -> (ids of the group's params, [buckets])
         self._compiled = None
+        self._replay = None
         super().__init__(params, {"lr": rule.lr})
 
     def __repr__(self) -> str:
@@ -581,15 +683,15 @@ class Optimizer(torch.optim.Optimizer):
                 loss = closure()
         if self.compile and self._compiled is None:
             self._compiled = _Compiled(self.rule, self._layout)
-        if not self.compile:
-            _keep_temporaries_in_the_heap()  # once per process (cached); see the docstring
+        if not self.compile and self._replay is None:
+            self._replay = _Replay(self.rule, self._layout)
         for index, group in enumerate(self.param_groups):
             _require_lr(group["lr"], index)
         self._require_usable_grads()  # before any update: an error leaves everything unchanged
         for index, group in enumerate(self.param_groups):
             lr = group["lr"]
             for bucket in self._group_buckets(index, group):
-                bucket.step(self.rule, lr, self._compiled)
+                bucket.step(self.rule, lr, self._compiled, self._replay)
         return loss
 
     def _require_usable_grads(self) -> None:

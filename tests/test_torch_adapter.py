@@ -175,16 +175,35 @@ def _per_tensor_gdlib(params, loss_fn, rule, steps):
     return states
 
 
+class AsWritten:
+    """A gdlib rule behind an update that reads ``theta.dtype``, so that it cannot be recorded:
+    the adapter runs it as written, piece by piece."""
+
+    def __init__(self, rule):
+        self.rule, self.lr = rule, rule.lr
+
+    def init(self, theta):
+        return self.rule.init(theta)
+
+    def update(self, theta, grad, state, lr):
+        assert theta.dtype == grad.dtype
+        return self.rule.update(theta, grad, state, lr)
+
+
+@pytest.mark.parametrize("how", ["recorded", "as-written"])
 @pytest.mark.parametrize("chunk_size", [None, 7], ids=["one-piece", "pieces-of-7"])
 @pytest.mark.parametrize("name", CASE_IDS)
-def test_bit_for_bit_equal_to_rule_step_per_tensor(name, chunk_size):
+def test_bit_for_bit_equal_to_rule_step_per_tensor(name, chunk_size, how):
     """Free-running training: the adapter's flat (and cut into pieces) update is exactly the
-    rule's own formula applied tensor by tensor."""
+    rule's own formula applied tensor by tensor, whether it replays the recorded update in
+    place (every gdlib rule) or runs a rule that cannot be recorded as written."""
     rule = RULES[name]
     model, reference = mlp(), mlp()
-    optimizer = Optimizer(model.parameters(), rule, chunk_size=chunk_size)
+    optimizer = Optimizer(model.parameters(), rule if how == "recorded" else AsWritten(rule),
+                          chunk_size=chunk_size)
     for _ in range(STEPS):
         train_step(model, optimizer)
+    assert optimizer._replay.failed == (how == "as-written")
     states = _per_tensor_gdlib(list(reference.parameters()), lambda: loss_of(reference), rule,
                                STEPS)
     for p, q, state in zip(model.parameters(), reference.parameters(), states, strict=True):
@@ -686,21 +705,41 @@ def test_compiled_update_matches_eager_under_a_schedule():
 
 
 _BUSY_FAULTS = """
-import resource, torch
+import resource, sys, torch
 from gdlib import optim
 from gdlib import torch as gdtorch
 from gdlib.bench import make_params
+
+
+class AsWritten(optim.Adam):  # reads theta.dtype: cannot be recorded, runs as written
+    def update(self, theta, grad, state, lr):
+        assert theta.dtype == grad.dtype
+        return super().update(theta, grad, state, lr)
+
+
+rule = (optim.Adam if sys.argv[1] == "recorded" else AsWritten)(1e-3)
 torch.set_num_threads(2)
 theirs = torch.optim.Adam(make_params(20, 4_000_000, torch.device("cpu"), seed=1), lr=1e-3)
-ours = gdtorch.Optimizer(make_params(20, 4_000_000, torch.device("cpu")), optim.Adam(1e-3))
+ours = gdtorch.Optimizer(make_params(20, 4_000_000, torch.device("cpu")), rule)
 faults = []
 for _ in range(5):
     theirs.step()
     before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     ours.step()
     faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
-print(gdtorch._keep_temporaries_in_the_heap(), min(faults[2:]))
+tuning = gdtorch._keep_temporaries_in_the_heap
+print(ours._replay.failed, tuning.cache_info().currsize == 1 and tuning(), min(faults[2:]))
 """
+
+
+def _faults(rule: str, **env) -> tuple:
+    """(replay failed, allocator tuned, fewest page faults of a step) in a fresh process whose
+    glibc serves requests above 128 KiB from fresh pages (glibc's MALLOC_MMAP_THRESHOLD_)."""
+    fixed = {"PATH": os.environ.get("PATH", ""), "MALLOC_MMAP_THRESHOLD_": "131072", **env}
+    done = subprocess.run([sys.executable, "-c", _BUSY_FAULTS, rule], capture_output=True,
+                          text=True, check=True, env=fixed, cwd="/")
+    failed, tuned, faults = done.stdout.split()
+    return failed, tuned, int(faults)
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's allocator")
@@ -709,18 +748,15 @@ def test_eager_steps_reuse_heap_memory_whatever_the_allocator_did_before():
     page fault per 4 KiB, whenever glibc's thresholds had moved (measured 65,000 faults per
     step on 10M parameters with another optimizer stepping; whether it happens depends on
     everything the process allocated before). The test puts the allocator in that state on
-    purpose (glibc's own MALLOC_MMAP_THRESHOLD_=128 KiB): the adapter's first step fixes the
-    thresholds and the faults are gone; with GDLIB_MALLOC_TUNING=off they stay."""
-    def run(**env):
-        fixed = {"PATH": os.environ.get("PATH", ""), "MALLOC_MMAP_THRESHOLD_": "131072", **env}
-        done = subprocess.run([sys.executable, "-c", _BUSY_FAULTS], capture_output=True,
-                              text=True, check=True, env=fixed, cwd="/")
-        tuned, faults = done.stdout.split()
-        return tuned, int(faults)
-
-    untouched, untuned_faults = run(GDLIB_MALLOC_TUNING="off")
-    tuned, faults = run()
-    assert (untouched, tuned) == ("False", "True")
+    purpose. A recorded rule (every gdlib rule) allocates nothing per step, and the adapter
+    leaves the allocator alone. A rule that must run as written allocates; its first step fixes
+    glibc's thresholds and the faults are gone, unless GDLIB_MALLOC_TUNING=off."""
+    replay_failed, allocator_tuned, recorded = _faults("recorded")
+    assert (replay_failed, allocator_tuned) == ("False", "False")
     # 4M parameters: about 16 MB of temporaries per step, 4,000 fresh pages without the fix.
+    untouched, untuned_faults = _faults("as-written", GDLIB_MALLOC_TUNING="off")[1:]
+    failed, tuned, faults = _faults("as-written")
+    assert (failed, untouched, tuned) == ("True", "False", "True")
     assert untuned_faults > 2_000, untuned_faults
     assert faults < untuned_faults / 50, (faults, untuned_faults)
+    assert recorded < untuned_faults / 50, (recorded, untuned_faults)
