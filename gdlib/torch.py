@@ -46,11 +46,12 @@ Design: one update over a flat buffer, whatever the number of tensors.
     * ``compile=True``: ``update`` runs once on the whole flat buffers under ``torch.compile``,
       which fuses it into one memory-bound kernel (the first step compiles: 10-20 s for the
       first compilation in a process, a few seconds for later ones; the learning rate and step
-      count enter as tensors so that schedules never trigger a recompilation). The kernel reads the gradients from one flat gradient buffer: a
-      post-accumulate-grad hook moves each gradient into it as soon as backward has produced it
-      (``p.grad`` then is a view of the buffer, or still None if the parameter got no gradient);
-      gradients set by other means are gathered into it at the step. If compilation fails the
-      optimizer warns and runs eagerly.
+      count enter as tensors so that schedules never trigger a recompilation). The kernel reads
+      the gradients from one flat gradient buffer: a post-accumulate-grad hook moves each
+      gradient into it as soon as backward has produced it (``p.grad`` then is a view of the
+      buffer, or still None if the parameter got no gradient); gradients set by other means
+      are gathered into it at the step, and ``p.grad`` then becomes a view of it too. If
+      compilation fails the optimizer warns and runs eagerly.
 
     * the C allocator (Linux, glibc), for rules run as written: their temporaries are a few
       hundred KiB, a fresh one per operation. glibc serves requests of that size from fresh
@@ -336,7 +337,11 @@ class _Bucket:
         lo, hi = self.grad.data_ptr(), self.grad.data_ptr() + self.grad.nbytes
         if any(lo <= g.data_ptr() < hi for g in grads):  # some are views of it: no in-place cat
             return torch.cat(pieces)
-        return torch.cat(pieces, out=self.grad)
+        torch.cat(pieces, out=self.grad)
+        if not any(g.requires_grad for g in grads):  # a graph's gradients stay as they are
+            for p, view in zip(self.params, self.grad_views, strict=True):
+                p.grad = view  # same values, now in the buffer: the next step gathers nothing
+        return self.grad
 
     @staticmethod
     def _piece_grad(parts, grads, flat_grad=None, start=0, stop=0):

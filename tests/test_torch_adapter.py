@@ -702,6 +702,17 @@ def test_compiled_update_matches_eager_under_a_schedule():
         assert compiled["step"] == eager["step"] == 30
         assert compiled["mu_product"] == eager["mu_product"]  # host-side scalars: exact
         torch.testing.assert_close(compiled["v"], eager["v"], rtol=RTOL, atol=ATOL)
+    # gradients set by hand, not by backward: gathered at the step, and p.grad becomes a view of
+    # the flat buffer holding the same values (so that the next step needs no gather)
+    grads = [torch.randn_like(p) for p in models[0].parameters()]
+    for model in models:
+        for p, g in zip(model.parameters(), grads, strict=True):
+            p.grad = g.clone()
+    for optimizer in optimizers:
+        optimizer.step()
+    assert_params_close(*models, "gradients set by hand")
+    assert all(torch.equal(p.grad, g) for p, g in zip(models[0].parameters(), grads, strict=True))
+    assert len({p.grad.untyped_storage().data_ptr() for p in models[0].parameters()}) == 1
 
 
 _BUSY_FAULTS = """
