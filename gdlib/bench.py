@@ -14,7 +14,8 @@ dispersion: a large one means the machine was busy). The ratio table (gdlib / to
 gdlib is faster) divides best times, the least disturbed ones on a shared machine, with the
 ratio of medians alongside. The 1-minute load average is printed before and after the run,
 with a warning when it exceeds the number of cores (other processes then take CPU time and
-every time is noisy). Compilation happens in the warm-up and is reported apart.
+every time is noisy). Compilation happens in the warm-up and is reported apart, with the number
+of steps after which the time it saves over the eager step has repaid it.
 
 Memory: optimizer state (every buffer the optimizer keeps between steps, the adapter's flat
 gradient buffer included: in training it replaces the ``.grad`` tensors, which its hook frees,
@@ -228,6 +229,21 @@ def _ratio(results, ours, theirs) -> str:
     return f"{best:.3g} ({median:.3g})"
 
 
+def payback(results, warmup: int) -> str:
+    """The compilation time (the compiled variant's warm-up less ``warmup`` median steps) and
+    the number of steps whose saving over the eager step repays it."""
+    compiled, eager = results["compiled"], results.get("eager")
+    cost = max(0.0, compiled["warmup"] - warmup * compiled["median"])
+    line = f"compilation {cost:.1f} s"
+    if eager is None:
+        return line
+    saving = eager["median"] - compiled["median"]
+    if saving <= 0:
+        return f"{line}; never repaid (the compiled step is not faster than the eager one)"
+    return (f"{line}; repaid after {cost / saving:,.0f} steps "
+            f"({_ms(saving)} ms saved per step, on medians)")
+
+
 def _ms(value: float) -> str:
     """Milliseconds with three significant digits."""
     ms = value * 1e3
@@ -265,9 +281,11 @@ def print_tables(all_results, device, args) -> None:
     rows = [[name] + [_ratio(results, o, t) for o, t in pairs] for name, results in all_results.items()]
     _print_table(["rule"] + [f"{o}/{t}" for o, t in pairs], rows)
     if "compiled" in ours:
-        compile_s = ", ".join(f"{name} {r['compiled']['warmup']:.0f} s"
-                              for name, r in all_results.items() if "compiled" in r)
-        print(f"first steps of the compiled adapter (compilation): {compile_s}")
+        print(f"compilation (the compiled adapter's {args.warmup} warm-up steps less their step "
+              "time), and the steps after which the compiled adapter has caught up with eager:")
+        for name, results in all_results.items():
+            if "compiled" in results:
+                print(f"  {name}: {payback(results, args.warmup)}")
     header = ["rule"] + [f"state/params {v}" for v in ("default", *ours)]
     header += [f"{'iteration' if args.iteration else 'step'} peak MiB {v}"
                for v in ("default", "fused", *ours)]
