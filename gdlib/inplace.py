@@ -20,11 +20,9 @@ converts them to Python numbers, or calls a function the tape does not know, the
 returns None and the adapter runs ``update`` as written.
 """
 
-from typing import NamedTuple
-
 import torch
 
-__all__ = ["NotRecordable", "Program", "is_symbol", "record"]
+__all__ = ["NotRecordable", "Program", "is_symbol", "record", "shape_of"]
 
 
 class NotRecordable(Exception):
@@ -172,31 +170,27 @@ _OF_ONE = {
 }
 
 
-class _Constant(NamedTuple):
-    """A Python number in the formula (node numbers are plain ints)."""
-
-    value: int | float
-
-
 class _Tape:
-    """The operations recorded so far: ``(name, operands)``, operands being node numbers (the
-    inputs are nodes 0 .. inputs - 1, operation k makes node inputs + k) or constants."""
+    """The operations recorded so far. ``ops[k] = (name, operands)`` makes node ``inputs + k``
+    (the inputs are nodes 0 .. inputs - 1); an operand is a node number, or None for the
+    operation's constant, which is ``values[k]``. ``ops`` alone decides the plan."""
 
     def __init__(self, inputs: int):
-        self.inputs, self.ops = inputs, []
+        self.inputs, self.ops, self.values = inputs, [], []
 
     def add(self, name, x, other=None):
-        operands = [x.node]
-        if other is not None:
-            if isinstance(other, _Symbol):
-                if other.tape is not self:
-                    raise NotRecordable("an array of another recording")
-                operands.append(other.node)
-            elif type(other) in (int, float):
-                operands.append(_Constant(other))
-            else:  # numpy scalars, 0-d tensors, bools: promotion rules a tape does not mimic
-                raise NotRecordable(f"a constant of type {type(other).__name__}")
-        self.ops.append((name, tuple(operands)))
+        if other is None:
+            operands, value = (x.node,), None
+        elif type(other) is _Symbol:
+            if other.tape is not self:
+                raise NotRecordable("an array of another recording")
+            operands, value = (x.node, other.node), None
+        elif type(other) in (int, float):
+            operands, value = (x.node, None), other
+        else:  # numpy scalars, 0-d tensors, bools: promotion rules a tape does not mimic
+            raise NotRecordable(f"a constant of type {type(other).__name__}")
+        self.ops.append((name, operands))
+        self.values.append(value)
         return _Symbol(self, self.inputs + len(self.ops) - 1)
 
 
@@ -216,6 +210,12 @@ def record(update, inputs: int, arguments):
         return None
 
 
+def shape_of(tape: _Tape, outputs) -> tuple:
+    """What a plan depends on: the operations and their operands, not the constants (the next
+    step of a rule records the same shape with other constants, and reuses the plan)."""
+    return tape.inputs, tuple(tape.ops), tuple(getattr(symbol, "node", symbol) for symbol in outputs)
+
+
 class Program:
     """A recorded tape, planned for in-place replay.
 
@@ -223,7 +223,8 @@ class Program:
     up in input ``destinations[i]`` (an input that may be overwritten: the parameter or a state
     array, never the gradient). ``scratch`` is the number of scratch buffers ``run`` needs.
     Raises ``NotRecordable`` when the outputs cannot be written in place (an output that is
-    not a symbol of this tape, or destinations that swap their old values).
+    not a symbol of this tape, or destinations that swap their old values). The plan holds no
+    constant: ``constants(tape)`` takes them from any tape of the same ``shape_of``.
     """
 
     def __init__(self, tape: _Tape, outputs, destinations):
@@ -234,6 +235,18 @@ class Program:
         for symbol, destination in zip(outputs, destinations, strict=True):
             wanted.setdefault(symbol.node, []).append(destination)
         self.steps, self.scratch = self._plan(tape, wanted)
+        self.numbers_first = [k for k, (name, _) in enumerate(tape.ops) if name == "rsub"]
+
+    def constants(self, tape: _Tape) -> list:
+        """The constant of each operation of ``tape`` (None for an operation of arrays), as
+        ``run`` wants them."""
+        values = tape.values
+        if self.numbers_first:
+            values = list(values)
+            for k in self.numbers_first:  # torch.sub takes no number first: a 0-d tensor,
+                c = values[k]  # float64 or int64 like the number torch wraps: the same bits
+                values[k] = torch.tensor(c, dtype=torch.float64 if type(c) is float else torch.int64)
+        return values
 
     @staticmethod
     def _plan(tape: _Tape, wanted: dict):
@@ -265,7 +278,7 @@ class Program:
                 target = free.pop()
             else:
                 target, scratch = count + scratch, scratch + 1
-            steps.append(_step(name, target, operands, where))
+            steps.append(_step(name, k, target, operands, where))
             where[node] = target
             free.extend(r for r in dict.fromkeys(dying) if r != target)
 
@@ -278,32 +291,31 @@ class Program:
             copies = [copy for copy in copies if copy not in ready]
         return steps, scratch
 
-    def run(self, registers) -> None:
+    def run(self, registers, constants) -> None:
         """Replay on one piece: ``registers`` = the inputs (in the tape's order), then
-        ``self.scratch`` scratch tensors, all of the same shape, dtype and device."""
+        ``self.scratch`` scratch tensors, all of the same shape, dtype and device;
+        ``constants`` from ``self.constants``."""
         for step in self.steps:
-            step(registers)
+            step(registers, constants)
 
 
 def _is_node(operand) -> bool:
-    return not isinstance(operand, _Constant)
+    return operand is not None
 
 
-def _step(name, target, operands, where):
+def _step(name, k, target, operands, where):
+    """Operation ``k`` of the tape as ``step(registers, constants)``."""
     x = where[operands[0]]
     if len(operands) == 1:
         run = _OF_ONE[name]
-        return lambda r: run(r[target], r[x])
+        return lambda r, c: run(r[target], r[x])
     other = operands[1]
-    if isinstance(other, _Constant):
-        run, c = _WITH_CONSTANT[name], other.value
-        if name == "rsub":  # torch.sub takes no number first; a 0-d tensor gives the same bits
-            c = torch.tensor(c, dtype=torch.float64 if isinstance(c, float) else torch.int64)
-        return lambda r: run(r[target], r[x], c)
+    if other is None:
+        run = _WITH_CONSTANT[name]
+        return lambda r, c: run(r[target], r[x], c[k])
     run, y = _OF_TWO[name], where[other]
-    return lambda r: run(r[target], r[x], r[y])
+    return lambda r, c: run(r[target], r[x], r[y])
 
 
 def _copy(destination, source):
-    return lambda r: r[destination].copy_(r[source])
-
+    return lambda r, c: r[destination].copy_(r[source])

@@ -403,7 +403,7 @@ class _Bucket:
                 grad = self._piece_grad(parts, grads, flat_grad, start, stop)
                 new = self._apply(rule, start, stop, grad, scalars, lr)
             return new
-        program, new = planned
+        program, constants, new = planned
         for start, stop, parts in pieces:
             if flat_grad is not None:
                 grad = flat_grad[start:stop]
@@ -414,7 +414,7 @@ class _Bucket:
                 grad = self._gathered(parts, grads, stop - start)
             registers = self._registers(start, stop, program.scratch)
             registers[1] = grad
-            program.run(registers)
+            program.run(registers, constants)
             registers[1] = None  # the gradient is not the bucket's to keep
         return new
 
@@ -525,14 +525,17 @@ class _Compiled:
 
 class _Replay:
     """``rule.update`` recorded once per step and replayed in place on every eager piece
-    (``gdlib.inplace``): the same bits as the formula run as written, without its temporaries."""
+    (``gdlib.inplace``): the same bits as the formula run as written, without its temporaries.
+    The plan of the last recording's shape is kept: later steps only change its constants."""
 
     def __init__(self, rule, layout: _Layout):
         self.rule, self.layout, self.failed = rule, layout, False
+        self.shape, self.plan = None, None
 
     def program(self, scalars, lr):
-        """``(program, new scalar fields)`` for one step from ``scalars``, or None when the
-        rule cannot be recorded (then never tried again) or ``lr`` is not a Python number."""
+        """``(program, constants, new scalar fields)`` for one step from ``scalars``, or None
+        when the rule cannot be recorded (then never tried again) or ``lr`` is not a Python
+        number."""
         if self.failed or type(lr) not in (int, float):
             return None
         layout = self.layout
@@ -551,11 +554,14 @@ class _Replay:
             if any(inplace.is_symbol(value) for value in new.values()):
                 raise inplace.NotRecordable("a scalar field depends on the arrays")
             outputs = [new_theta, *(getattr(new_state, name) for name in layout.arrays)]
-            program = inplace.Program(tape, outputs, [0, *range(2, 2 + len(layout.arrays))])
+            shape = inplace.shape_of(tape, outputs)
+            if shape != self.shape:
+                destinations = [0, *range(2, 2 + len(layout.arrays))]
+                self.plan, self.shape = inplace.Program(tape, outputs, destinations), shape
         except Exception:  # noqa: BLE001 -- run as written, which raises any genuine error
             self.failed = True
             return None
-        return program, new
+        return self.plan, self.plan.constants(tape), new
 
 
 # A param group's keys: ``params`` and ``lr`` are what the adapter reads (a group's one

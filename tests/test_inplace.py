@@ -32,7 +32,7 @@ def replay(update, inputs, destinations):
     program = inplace.Program(tape, list(outputs), destinations)
     registers = [x.clone() for x in inputs]
     registers += [torch.empty_like(inputs[0]) for _ in range(program.scratch)]
-    program.run(registers)
+    program.run(registers, program.constants(tape))
     return registers[:len(inputs)]
 
 

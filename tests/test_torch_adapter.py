@@ -213,6 +213,32 @@ def test_bit_for_bit_equal_to_rule_step_per_tensor(name, chunk_size, how):
             assert torch.equal(ours, value) if isinstance(value, torch.Tensor) else ours == value
 
 
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else []) + (
+    ["mps"] if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available() else [])
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("name", ["Momentum", "Adam", "Nadam"])
+def test_the_device_path_is_the_rule_on_that_device(name, device):
+    """The adapter on ``device`` (its default piece size there, and its scratch buffers and
+    constants on that device) follows ``rule.step`` applied tensor by tensor on that device.
+    Here only the CPU runs; a machine with a GPU runs the same test on it."""
+    rule, device = RULES[name], torch.device(device)
+    dtype = torch.float32 if device.type == "mps" else torch.float64
+    model, reference = (mlp().to(device, dtype) for _ in range(2))
+    x, y = X.to(device, dtype), Y.to(device, dtype)
+    optimizer = Optimizer(model.parameters(), rule)
+    for _ in range(20):
+        optimizer.zero_grad()
+        torch.nn.functional.mse_loss(model(x), y).backward()
+        optimizer.step()
+    assert not optimizer._replay.failed
+    _per_tensor_gdlib(list(reference.parameters()),
+                      lambda: torch.nn.functional.mse_loss(reference(x), y), rule, 20)
+    for p, q in zip(model.parameters(), reference.parameters(), strict=True):
+        assert p.device.type == device.type and torch.equal(p, q)
+
+
 def test_mixed_dtypes_in_one_group_are_updated_like_per_tensor_steps():
     """float32 and float64 parameters in one group: two flat buffers, each exact."""
 
