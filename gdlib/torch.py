@@ -32,7 +32,7 @@ Design: one update over a flat buffer, whatever the number of tensors.
 
     * eager (default): the update runs on consecutive pieces of the flat buffers of about
       ``chunk_size`` elements (512 KiB on CPU, so that a piece stays in cache while every
-      operation of the formula passes over it; 64 MiB on other devices). Pieces never cut a small
+      operation of the formula passes over it; 16 MiB on other devices). Pieces never cut a small
       tensor: a gradient piece is a view of ``p.grad``, or the gradients of several small
       tensors gathered into a reused buffer. Each step calls ``update`` once, on symbols
       (``gdlib.inplace``): the formula's operations are recorded, then replayed on every piece
@@ -107,9 +107,11 @@ __all__ = ["Optimizer"]
 
 # Eager pieces: about this many bytes per state array, so that a piece and its scratch buffers
 # stay in a CPU core's L2 cache (measured on 2 cores: 256 KiB pieces lose to the per-operation
-# overhead, 1 MiB and more to cache misses); on accelerators, large pieces (few kernel launches).
+# overhead, 1 MiB and more to cache misses). On accelerators, pieces large enough that a kernel
+# outlasts its launch, and small enough that the replay's scratch buffers (a few pieces, kept
+# between steps) stay far below the parameters of a large model.
 _CPU_CHUNK_BYTES = 1 << 19
-_DEVICE_CHUNK_BYTES = 1 << 26
+_DEVICE_CHUNK_BYTES = 1 << 24
 
 
 # glibc's malloc (Linux): requests above a dynamic threshold (128 KiB to start) get fresh pages
@@ -593,7 +595,7 @@ class Optimizer(torch.optim.Optimizer):
 
     ``compile``: run the update under ``torch.compile`` (one fused kernel per bucket; the first
     step compiles). ``chunk_size``: elements per eager piece (default: 512 KiB of parameters on
-    CPU, 64 MiB elsewhere). See the module docstring for the design.
+    CPU, 16 MiB elsewhere). See the module docstring for the design.
 
     ``state[p]`` holds the rule's state fields for parameter ``p`` (for Adam: ``step`` as an
     int, ``m`` and ``v`` as tensors shaped like ``p``). ``state_dict()`` has torch's structure
