@@ -17,11 +17,11 @@ with a warning when it exceeds the number of cores (other processes then take CP
 every time is noisy). Compilation happens in the warm-up and is reported apart, with the number
 of steps after which the time it saves over the eager step has repaid it.
 
-Memory: optimizer state (every buffer the optimizer keeps between steps, the adapter's flat
-gradient buffer included: in training it replaces the ``.grad`` tensors, which its hook frees,
-so it is not extra memory there) per byte of parameters, and the growth of resident memory
-during one step after warm-up (the temporaries; CPU, Linux only) or the CUDA peak above the
-allocated memory.
+Memory: optimizer state per byte of parameters. The state is every buffer the optimizer keeps
+between steps, including the adapter's eager scratch buffers (a few pieces) and its flat
+gradient buffer (in training that buffer replaces the ``.grad`` tensors, which its hook frees,
+so it is not extra memory there). Also the growth of resident memory during one step after
+warm-up (the temporaries; CPU, Linux only), or the CUDA peak above the allocated memory.
 
 ``--busy`` measures what a user's program sees: another model of the same size, with torch's
 default optimizer of the same rule, stays alive and steps before every timed step (the
@@ -117,9 +117,10 @@ def state_bytes(optimizer) -> int:
     storages = {}
     tensors = [v for entry in optimizer.state.values() for v in entry.values()
                if isinstance(v, torch.Tensor)]
-    if isinstance(optimizer, Optimizer):  # its flat gradient buffer, when it has one
-        tensors += [b.grad for _, buckets in optimizer._buckets.values() for b in buckets
-                    if b.grad is not None]
+    if isinstance(optimizer, Optimizer):  # its flat gradient buffer and eager scratch buffers
+        buckets = [b for _, group in optimizer._buckets.values() for b in group]
+        tensors += [b.grad for b in buckets if b.grad is not None]
+        tensors += [t for b in buckets for t in (*b.scratch, b.gather) if t is not None]
     for t in tensors:
         storage = t.untyped_storage()
         storages[storage.data_ptr()] = storage.nbytes()
@@ -299,7 +300,7 @@ def print_tables(all_results, device, args) -> None:
     params_mib = args.params * 4 / 2**20
     timed = "iteration" if args.iteration else "step"
     print(f"\nMemory on {device} (parameters: {params_mib:.0f} MiB; state counts the adapter's "
-          f"flat gradient buffer; {timed} peak: extra memory one {timed} needs)")
+          f"scratch and flat gradient buffers; {timed} peak: extra memory one {timed} needs)")
     _print_table(header, rows)
 
 
