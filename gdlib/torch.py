@@ -28,7 +28,7 @@ Design: one update over a flat buffer, whatever the number of tensors.
     re-pointed once, at the first step). The rule's state is one flat array per state field (its
     ``init`` on the flat buffer); ``optimizer.state[p]`` holds views into those arrays, named by the
     rule's state fields (``step``, ``m``, ``v`` for Adam). ``update`` is pure and returns new
-    arrays: the adapter copies them back into the buffers in place.
+    arrays; the adapter writes them into the buffers in place.
 
     * eager (default): the update runs on consecutive pieces of the flat buffers of about
       ``chunk_size`` elements (512 KiB on CPU, so that a piece stays in cache while every
@@ -117,9 +117,10 @@ _DEVICE_CHUNK_BYTES = 1 << 24
 # glibc's malloc (Linux): requests above a dynamic threshold (128 KiB to start) get fresh pages
 # from the system (mmap) and freed memory at the top of the heap goes back to it (trim), so the
 # temporaries of a rule run as written -- a few hundred KiB each, a fresh one for every
-# operation of every piece -- can cost a page fault per 4 KiB when other code in the process allocates too:
-# measured (`python -m gdlib.bench --busy`), 65,000 faults and 117 ms per Adam step on 10M
-# parameters against 45 ms alone. Fixed thresholds, set once, keep the temporaries in the heap.
+# operation of every piece -- can cost a page fault per 4 KiB when other code in the process
+# allocates too: measured (`python -m gdlib.bench --busy`, before the in-place replay), 65,000
+# faults and 117 ms per Adam step on 10M parameters against 45 ms alone. Fixed thresholds, set
+# once, keep the temporaries in the heap.
 _MALLOC_VARIABLE = "GDLIB_MALLOC_TUNING"  # "off": leave the C allocator as it is
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # mallopt parameters (malloc.h)
 _MMAP_THRESHOLD = 32 << 20  # largest request served from the heap (glibc's maximum on 64-bit)
