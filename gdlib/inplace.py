@@ -15,9 +15,10 @@ for the last time. Each operation is the torch function that the operator itself
 tensor (``s / x`` is ``reciprocal(x) * s``, as in ``torch.Tensor.__rtruediv__``). So a replay
 gives exactly the bits of the formula run as written, with no allocation and no copy.
 
-Not every function can be recorded. If ``update`` compares arrays, branches on their values,
-converts them to Python numbers, or calls a function the tape does not know, then ``record``
-returns None and the adapter runs ``update`` as written.
+The tape knows the arithmetic operators and ``sqrt``, ``exp``, ``log``, ``abs``, ``maximum``
+and ``minimum``, called through ``gdlib.arrays.namespace(x)`` or as ``torch`` functions. If
+``update`` compares arrays, branches on their values, converts them to Python numbers, or calls
+any other function, then ``record`` returns None and the adapter runs ``update`` as written.
 """
 
 import torch
@@ -88,6 +89,14 @@ class _Symbol:
     def __getattr__(self, name):
         raise NotRecordable(f"the update reads .{name} of an array")
 
+    @classmethod
+    def __torch_function__(cls, func, types, args=(), kwargs=None):
+        """``torch.sqrt(symbol)`` and the like, in a rule written with torch's functions."""
+        name = _TORCH_FUNCTIONS.get(func)
+        if name is None or kwargs:
+            raise NotRecordable(f"the update calls {getattr(func, '__name__', func)}()")
+        return getattr(_NAMESPACE, name)(*args)
+
 
 def _is_one(c) -> bool:
     """``x * 1`` is ``x`` to the bit in every floating-point format: not recorded."""
@@ -126,6 +135,8 @@ class _Namespace:
 
 
 _NAMESPACE = _Namespace()
+_TORCH_FUNCTIONS = {getattr(torch, name): name
+                    for name in ("sqrt", "exp", "log", "abs", "maximum", "minimum")}
 
 
 def _unary(name, x):

@@ -119,6 +119,18 @@ def test_outputs_that_meet_in_awkward_ways_are_written_right(name):
         assert_same_bits(a, b), k
 
 
+def test_a_rule_written_with_torch_functions_is_recorded_too():
+    def update(theta, grad, s):
+        s = 0.9 * s + 0.1 * grad * grad
+        return theta - 0.01 * grad / (torch.sqrt(s) + 1e-8), torch.maximum(s, s * 0.5)
+
+    inputs = [values(torch.float32, k, positive=k == 2)[:4000] for k in range(3)]
+    expected = update(*inputs)
+    theta, _, s = replay(update, inputs, [0, 2])
+    assert_same_bits(theta, expected[0])
+    assert_same_bits(s, expected[1])
+
+
 def test_outputs_that_swap_old_values_are_refused():
     tape, outputs = inplace.record(lambda theta, grad, m, v: (theta - grad, v, m), 4,
                                    lambda symbols: symbols)
@@ -150,6 +162,10 @@ NOT_RECORDABLE = {
     "bool constant": lambda x: x * True,
     "maximum with a number": lambda x: arrays.namespace(x).maximum(x, 0.0),
     "sqrt of a number": lambda x: arrays.namespace(x).sqrt(2.0) * x,
+    "other torch function": lambda x: torch.tanh(x),
+    "torch function with keywords": lambda x: torch.add(x, x, alpha=2.0),
+    "tensor method": lambda x: x.sqrt(),
+    "tensor on the left": lambda x: torch.ones(1) * x,
 }
 
 
