@@ -261,15 +261,15 @@ class Program:
 
     @staticmethod
     def _plan(tape: _Tape, wanted: dict):
-        count = tape.inputs
-        last_read = {}  # node -> last operation reading it (outputs: read at the very end)
-        for k, (_, operands) in enumerate(tape.ops):
-            for operand in operands:
-                if _is_node(operand):
-                    last_read[operand] = k
-        end = len(tape.ops)
-        for node in wanted:
-            last_read[node] = end
+        count, end = tape.inputs, len(tape.ops)
+        # node -> the last operation reading it (outputs are read at the very end); only the
+        # operations whose value is used count (backwards from the outputs), the others are dead
+        last_read = dict.fromkeys(wanted, end)
+        for k in reversed(range(end)):
+            if count + k in last_read:
+                for operand in tape.ops[k][1]:
+                    if _is_node(operand):
+                        last_read.setdefault(operand, k)
         where = {k: k for k in range(count)}  # node -> register holding its value
         free, scratch, steps, written = [], 0, [], set()
 

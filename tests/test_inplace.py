@@ -145,6 +145,19 @@ def test_adam_needs_few_scratch_buffers_and_writes_results_in_place():
     assert len(program.steps) == len(tape.ops)  # no copy at the end: results written in place
 
 
+def test_dead_operations_are_not_replayed_and_hold_no_buffer():
+    def update(theta, grad):
+        unused = xp_sqrt(grad * 3.0) + 1.0  # noqa: F841 -- computed, never used
+        return (theta - grad,)
+
+    def xp_sqrt(x):
+        return arrays.namespace(x).sqrt(x)
+
+    tape, outputs = inplace.record(update, 2, lambda symbols: symbols)
+    program = inplace.Program(tape, list(outputs), [0])
+    assert len(tape.ops) == 4 and len(program.steps) == 1 and program.scratch == 0
+
+
 def test_multiplying_by_one_records_nothing():
     tape, (out,) = inplace.record(lambda x: (1.0 * x * 1,), 1, lambda symbols: symbols)
     assert tape.ops == [] and out.node == 0
