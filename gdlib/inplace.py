@@ -151,34 +151,13 @@ def _both_symbols(name, x, y):
     return x.tape.add(name, x, y)
 
 
-# How each recorded operation runs with ``out=``: (out, x, c) for an array and a constant,
-# (out, x, y) for two arrays, (out, x) for one. Every one is what torch's own operator does.
-_WITH_CONSTANT = {
-    "add": lambda out, x, c: torch.add(x, c, out=out),
-    "sub": lambda out, x, c: torch.sub(x, c, out=out),
-    "rsub": lambda out, x, c: torch.sub(c, x, out=out),  # c: a 0-d tensor (see _step)
-    "mul": lambda out, x, c: torch.mul(x, c, out=out),
-    "div": lambda out, x, c: torch.div(x, c, out=out),
-    "rdiv": lambda out, x, c: torch.reciprocal(x, out=out).mul_(c),  # Tensor.__rtruediv__
-    "pow": lambda out, x, c: torch.pow(x, c, out=out),
-    "rpow": lambda out, x, c: torch.pow(c, x, out=out),
-}
-_OF_TWO = {
-    "add": lambda out, x, y: torch.add(x, y, out=out),
-    "sub": lambda out, x, y: torch.sub(x, y, out=out),
-    "mul": lambda out, x, y: torch.mul(x, y, out=out),
-    "div": lambda out, x, y: torch.div(x, y, out=out),
-    "pow": lambda out, x, y: torch.pow(x, y, out=out),
-    "maximum": lambda out, x, y: torch.maximum(x, y, out=out),
-    "minimum": lambda out, x, y: torch.minimum(x, y, out=out),
-}
-_OF_ONE = {
-    "neg": lambda out, x: torch.neg(x, out=out),
-    "abs": lambda out, x: torch.abs(x, out=out),
-    "sqrt": lambda out, x: torch.sqrt(x, out=out),
-    "exp": lambda out, x: torch.exp(x, out=out),
-    "log": lambda out, x: torch.log(x, out=out),
-}
+# The torch function each recorded operation runs, with ``out=``: the one torch's own operator
+# calls. ``f(x, c)`` for an array and a constant, ``f(x, y)`` for two arrays, ``f(x)`` for one;
+# the operations with the constant first are spelled out in ``_step``.
+_TORCH = {"add": torch.add, "sub": torch.sub, "mul": torch.mul, "div": torch.div,
+          "pow": torch.pow, "maximum": torch.maximum, "minimum": torch.minimum,
+          "neg": torch.neg, "abs": torch.abs, "sqrt": torch.sqrt, "exp": torch.exp,
+          "log": torch.log}
 
 
 class _Tape:
@@ -314,18 +293,24 @@ def _is_node(operand) -> bool:
     return operand is not None
 
 
-def _step(name, k, target, operands, where):
-    """Operation ``k`` of the tape as ``step(registers, constants)``."""
-    x = where[operands[0]]
+def _step(name, k, t, operands, where):
+    """Operation ``k`` of the tape as ``step(registers, constants)``, writing register ``t``
+    (one Python call per operation: the replay's overhead is per operation and per piece)."""
+    x, y = where[operands[0]], operands[-1]
+    if len(operands) == 2 and y is not None:  # two arrays
+        f, y = _TORCH[name], where[y]
+        return lambda r, c: f(r[x], r[y], out=r[t])
     if len(operands) == 1:
-        run = _OF_ONE[name]
-        return lambda r, c: run(r[target], r[x])
-    other = operands[1]
-    if other is None:
-        run = _WITH_CONSTANT[name]
-        return lambda r, c: run(r[target], r[x], c[k])
-    run, y = _OF_TWO[name], where[other]
-    return lambda r, c: run(r[target], r[x], r[y])
+        f = _TORCH[name]
+        return lambda r, c: f(r[x], out=r[t])
+    if name == "rsub":  # c - x; c: a 0-d tensor (see Program.constants)
+        return lambda r, c: torch.sub(c[k], r[x], out=r[t])
+    if name == "rdiv":  # c / x: as torch.Tensor.__rtruediv__ computes it
+        return lambda r, c: torch.reciprocal(r[x], out=r[t]).mul_(c[k])
+    if name == "rpow":  # c ** x
+        return lambda r, c: torch.pow(c[k], r[x], out=r[t])
+    f = _TORCH[name]
+    return lambda r, c: f(r[x], c[k], out=r[t])
 
 
 def _copy(destination, source):
