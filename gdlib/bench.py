@@ -65,6 +65,8 @@ CASES = (
     Case("RMSprop", optim.RMSprop(1e-2), torch.optim.RMSprop, {"lr": 1e-2}, False),
     Case("Adadelta", optim.Adadelta(1.0), torch.optim.Adadelta, {"lr": 1.0}, False),
     Case("Adam", optim.Adam(1e-3), torch.optim.Adam, {"lr": 1e-3}, True),
+    Case("AdamW", optim.AdamW(1e-3, weight_decay=1e-2), torch.optim.AdamW,
+         {"lr": 1e-3, "weight_decay": 1e-2}, True),
     Case("Nadam", optim.Nadam(2e-3, momentum_decay=4e-3), torch.optim.NAdam,
          {"lr": 2e-3}, False),
 )
