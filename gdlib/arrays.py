@@ -23,7 +23,7 @@ def namespace(x):
     ``numpy`` otherwise."""
     if is_tensor(x):
         return sys.modules["torch"]
-    if hasattr(type(x), "__array_namespace__"):
+    if not isinstance(x, (np.ndarray, np.generic)) and hasattr(type(x), "__array_namespace__"):
         return x.__array_namespace__()
     return np
 
