@@ -201,6 +201,7 @@ def test_bit_for_bit_equal_to_rule_step_per_tensor(name, chunk_size, how):
     model, reference = mlp(), mlp()
     optimizer = Optimizer(model.parameters(), rule if how == "recorded" else AsWritten(rule),
                           chunk_size=chunk_size)
+    optimizer._replay.min_elements = 0  # a small model: replay it anyway
     for _ in range(STEPS):
         train_step(model, optimizer)
     assert optimizer._replay.failed == (how == "as-written")
@@ -228,6 +229,7 @@ def test_the_device_path_is_the_rule_on_that_device(name, device):
     model, reference = (mlp().to(device, dtype) for _ in range(2))
     x, y = X.to(device, dtype), Y.to(device, dtype)
     optimizer = Optimizer(model.parameters(), rule)
+    optimizer._replay.min_elements = 0  # a small model: replay it anyway
     for _ in range(20):
         optimizer.zero_grad()
         torch.nn.functional.mse_loss(model(x), y).backward()
@@ -237,6 +239,24 @@ def test_the_device_path_is_the_rule_on_that_device(name, device):
                       lambda: torch.nn.functional.mse_loss(reference(x), y), rule, 20)
     for p, q in zip(model.parameters(), reference.parameters(), strict=True):
         assert p.device.type == device.type and torch.equal(p, q)
+
+
+def test_small_steps_run_as_written_and_large_ones_are_replayed():
+    """Below 16,384 elements recording costs more than it saves: the update runs as written
+    (a plan is never made); from there on it is recorded and replayed. Exact both ways."""
+    for n, replayed in ((16_383, False), (16_384, True)):
+        param = torch.nn.Parameter(torch.linspace(-1, 1, n))
+        reference = param.detach().clone()
+        rule = optim.Adam(1e-2)
+        state = rule.init(reference)
+        optimizer = Optimizer([param], rule)
+        for k in range(3):
+            param.grad = torch.cos(reference * (k + 1))
+            grad = param.grad.clone()
+            optimizer.step()
+            reference, state = rule.step(reference, grad, state)
+        assert (optimizer._replay.plan is not None) == replayed, n
+        assert torch.equal(param.detach(), reference)
 
 
 def test_mixed_dtypes_in_one_group_are_updated_like_per_tensor_steps():
