@@ -352,14 +352,15 @@ class _Bucket:
                 p.grad = view  # same values, now in the buffer: the next step gathers nothing
         return self.grad
 
-    @staticmethod
-    def _piece_grad(parts, grads, flat_grad=None, start=0, stop=0):
+    def _piece_grad(self, parts, grads, flat_grad, start, stop):
+        """The gradient of elements [start, stop): a view of the flat gradient buffer or of one
+        ``p.grad``, or the gradients of several small tensors gathered into a reused buffer."""
         if flat_grad is not None:
             return flat_grad[start:stop]
         if len(parts) == 1:
             index, a, b = parts[0]
             return grads[index].reshape(-1)[a:b]
-        return torch.cat([grads[index].reshape(-1) for index, _, _ in parts])  # whole tensors
+        return self._gathered(parts, grads, stop - start)
 
     # -- the update ------------------------------------------------------------------------
 
@@ -418,15 +419,8 @@ class _Bucket:
             return new
         program, constants, new = planned
         for start, stop, parts in pieces:
-            if flat_grad is not None:
-                grad = flat_grad[start:stop]
-            elif len(parts) == 1:
-                index, a, b = parts[0]
-                grad = grads[index].reshape(-1)[a:b]
-            else:
-                grad = self._gathered(parts, grads, stop - start)
             registers = self._registers(start, stop, program.scratch)
-            registers[1] = grad
+            registers[1] = self._piece_grad(parts, grads, flat_grad, start, stop)
             program.run(registers, constants)
             registers[1] = None  # the gradient is not the bucket's to keep
         return new
