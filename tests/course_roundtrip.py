@@ -304,10 +304,30 @@ def autograded(directory: Path, assignment: str, students: Mapping[str, Submissi
     else:
         course.run_nbgrader(["generate_assignment", assignment], root)
     submit(root, assignment, students)
-    process = course.run_nbgrader(["autograde", assignment], root)
+    output = autograde_all(root, assignment)
     scores, manual = gradebook_grades(root, assignment, students)
-    yield Graded(root, assignment, scores, manual, process.stdout + process.stderr)
+    yield Graded(root, assignment, scores, manual, output)
     make_writable(root)
+
+
+# jupyter_client picks a kernel's TCP ports before the kernel binds them, so under load another
+# process can take one first ("Address already in use"); nbgrader then reports this and leaves
+# that one submission ungraded (it removes its output, and a rerun grades only what is missing).
+KERNEL_START_FAILURE = "Kernel didn't respond"
+
+
+def autograde_all(root: Path, assignment: str) -> str:
+    """``nbgrader autograde assignment`` in ``root``, run once more if a kernel failed to start;
+    returns what nbgrader printed (both runs). Any other failure raises."""
+    output = ""
+    for attempt in range(2):
+        process = course.run_nbgrader(["autograde", assignment], root, check=False)
+        output += process.stdout + process.stderr
+        if process.returncode == 0:
+            return output
+        if attempt or KERNEL_START_FAILURE not in process.stdout + process.stderr:
+            break
+    raise RuntimeError(f"nbgrader autograde {assignment} failed ({process.returncode}):\n{output}")
 
 
 def chapter_round_trip(assignment: str, points: Mapping[str, float], submissions: Mapping):
