@@ -27,6 +27,11 @@ REPO = Path(__file__).resolve().parents[1]
 # they start), or torch's and BLAS's one-thread-per-core defaults oversubscribe the machine.
 for _variable in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
     os.environ.setdefault(_variable, "1")
+# nbgrader runs `alembic` and kernels as subprocesses: the venv's bin/ goes on PATH, so that
+# `.venv/bin/python -m pytest` works as `make test` does without an activated venv.
+_BIN = str(Path(sys.executable).parent)
+if _BIN not in os.environ.get("PATH", "").split(os.pathsep):
+    os.environ["PATH"] = _BIN + os.pathsep + os.environ.get("PATH", "")
 LOG_TAIL_LINES = 40
 
 
