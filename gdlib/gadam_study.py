@@ -140,7 +140,8 @@ def digits_comparison(seeds, *, population: int = 8, generations: int = 6, steps
     and the baselines on the digits, every seed of ``seeds``.
 
     Returns ``{"test_loss": {method: (seeds,)}, "test_accuracy": {...}, "curves": {method:
-    (seeds, K) best validation loss after each generation's worth of gradients},
+    (seeds, K) validation loss of the best model (Gadam's best unit, multistart's best run, the
+    single run itself) after each generation's worth of gradients},
     "evaluations": (K,) the gradient counts of the curve, "children_kept": {variant: (seeds,
     K)}}``.
     """

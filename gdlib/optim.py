@@ -635,13 +635,14 @@ class Nadam(Rule):
     ``beta1 / (1 - beta1^(t+1))`` (the look-ahead product); eq 42 uses ``beta1 / (1 - beta1^t)``,
     the bias correction of the current step, in both terms. The two coincide as t grows (at t=1
     with beta1 = 0.9 the direction is ``1.9 g`` under eq 42 and ``1.47 g`` under Dozat). torch
-    differs further through its schedule, which starts at ``mu ~ beta1 / 2`` and approaches beta1
-    only after thousands of steps (``0.96^(t psi) = 1/2`` at ``t psi ~ 17``); no finite ``psi``
-    makes torch's mu equal to beta1 (in floating point a ``psi`` so large that ``0.96^(t psi)``
-    underflows to 0 does, and then gives Dozat's constant-mu form) (``psi = 0`` gives the constant ``mu_t = beta1 / 2``, with
-    ``mu_product`` 0.45, 0.2025, ... for beta1 = 0.9), so neither form with ``mu = beta1`` is a
-    torch setting. torch keeps ``mu_product`` as a float32 scalar tensor unless torch's default
-    dtype is float64; gdlib keeps it in double precision.
+    (and Keras) run Dozat's algorithm with the warming schedule of his paper, which starts at
+    ``mu ~ beta1 / 2`` and approaches beta1 only after thousands of steps (``0.96^(t psi) = 1/2``
+    at ``t psi ~ 17``); the average ``m`` itself is still taken with beta1. No finite ``psi``
+    makes torch's mu equal to beta1 (in floating point, a ``psi`` so large that ``0.96^(t psi)``
+    underflows to 0 does, and then gives Dozat's constant-mu form; ``psi = 0`` gives the
+    constant ``mu_t = beta1 / 2``, with ``mu_product`` 0.45, 0.2025, ... for beta1 = 0.9), so
+    neither form with ``mu = beta1`` is a torch setting. torch keeps ``mu_product`` as a float32
+    scalar tensor unless torch's default dtype is float64; gdlib keeps it in double precision.
     """
 
     State: ClassVar[type] = NadamState
@@ -656,7 +657,7 @@ class Nadam(Rule):
     eps_inside_sqrt: bool = False
 
     def _mu(self, t):
-        """torch's momentum schedule ``mu_t = beta1 (1 - 0.5 * 0.96^(t psi))``."""
+        """Dozat's momentum schedule, as torch runs it: ``mu_t = beta1 (1 - 0.5 * 0.96^(t psi))``."""
         return self.beta1 * (1.0 - 0.5 * 0.96 ** (t * self.momentum_decay))
 
     def update(self, theta, grad, state, lr):

@@ -220,7 +220,12 @@ def test_adam_page_states_what_it_computes(book_build):
     assert f"stays\nat {l2[0]}" in words and f"pulled down to {l2[1]}" in words
     offsets = [abs(float(x)) for x in re.search(r"AdamW after 20000 steps:\s+theta - target = "
                                                 r"\((\S+), (\S+)\)", text).groups()]
-    assert max(offsets) < 1e-4 and max(offsets) / min(offsets) < 1.2  # "nearly the same amount"
+    assert max(offsets) < 1e-4 and max(offsets) / min(offsets) < 1.2  # "a few 10^-5"
+    early = re.search(r"AdamW after 1000 steps:\s+theta - target = \((\S+), (\S+)\)",
+                      text).groups()
+    assert early[0] == early[1], early  # "the same path": equal to the printed digits
+    mantissa = f"{abs(float(early[0])):.3e}".split("e")[0]
+    assert f"both are ${mantissa} \\times 10^{{-2}}$ short" in words.replace("\n", " ")
 
 
 @pytest.mark.slow
