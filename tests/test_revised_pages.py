@@ -38,7 +38,7 @@ def test_noisy_gradients_page_states_what_the_run_shows(book_build):
 @pytest.mark.slow
 def test_beta_sweep_at_one_effective_rate_shows_what_the_prose_says(book_build):
     """Seed 002's beta sweep (issue 12), at eta = 0.1 (1 - beta): the final losses close to each
-    other and to GD's, no trend in the fluctuation but one spike, each glued value printed."""
+    other and to GD's, the fluctuation falling only slightly but for one spike, each glued value printed."""
     text = roundtrip.run_page(NOISY, book_build)
     rows = {float(b): (float(eta), float(final), float(spread)) for b, eta, final, spread in
             re.findall(r"^ +(0\.\d) +([\d.]+) +([\d.]+) +([\d.]+)$", text, re.MULTILINE)}
@@ -53,7 +53,9 @@ def test_beta_sweep_at_one_effective_rate_shows_what_the_prose_says(book_build):
     assert float(values["sweep_others"]) < 0.1  # "the other four lie within ... of GD's value"
     spike = max(rows, key=lambda b: rows[b][2])
     assert float(values["sweep_spike_beta"]) == spike
-    assert 0.7 < rows[0.9][2] / rows[0.1][2] < 1.3  # no trend from 0.1 to 0.9
+    others = [rows[b][2] for b in sorted(rows) if b != spike]
+    assert others == sorted(others, reverse=True)  # "falls ... as beta grows"
+    assert 0.9 < rows[0.9][2] / rows[0.1][2] < 1  # "only slightly"
 
 
 CHAPTER_PAGES = sorted(p for chapter in ("01_losses", "02_sgd", "03_ewma", "04_momentum")
