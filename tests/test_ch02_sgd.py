@@ -246,10 +246,13 @@ def test_study_page_reproduces_seed_002(book_build):
     """b = 1 diverges at eta = 0.1 and converges at 0.01; b = 256 converges at both."""
     text = roundtrip.run_page(PAGES["minibatch_study"], book_build)
     # rows of the table: "b = 32, eta = 0.1   epochs steps first-loss final-loss largest"
-    row = re.compile(r"^(b = [^,]+, eta = [0-9.]+)\s+\d+\s+\d+\s+[0-9.]+\s+(\S+)\s+\S+$")
-    final = {m[1]: float(m[2]) for m in map(row.match, text.splitlines()) if m}
+    row = re.compile(r"^(b = [^,]+, eta = [0-9.]+)\s+\d+\s+\d+\s+([0-9.]+)\s+(\S+)\s+\S+$")
+    rows = {m[1]: (float(m[2]), float(m[3])) for m in map(row.match, text.splitlines()) if m}
+    final = {name: last for name, (_, last) in rows.items()}
     assert len(final) == 8, final
-    assert final["b = 1, eta = 0.1"] > 1e3
+    first, last = rows["b = 1, eta = 0.1"]
+    assert 3e5 < last / first < 8e5  # "about half a million times above where it started"
+    assert "about half a million times above\nwhere it started" in _prose(PAGES["minibatch_study"])
     for name in ("b = 1, eta = 0.01", "b = 256, eta = 0.01", "b = 256, eta = 0.1"):
         assert final[name] < 0.5, (name, final[name])
     assert final["b = 256, eta = 0.1"] < final["b = 256, eta = 0.01"]
@@ -264,6 +267,9 @@ def test_decay_page_shows_the_schedules_and_their_effect(book_build):
         line = next(line for line in text.splitlines() if line.startswith(label + ":"))
         lr_difference = float(line.split("max |lr difference| = ")[1].split(",")[0])
         assert lr_difference < 1e-15, line
+    small = [float(v) for v in re.search(r"constant 0.01, mean distance in epochs 30, 35, 40: "
+                                         r"(\S+), (\S+), (\S+)$", text, re.MULTILINE).groups()]
+    assert small == sorted(small, reverse=True)  # "after 40 epochs its distance is still falling"
 
 
 def _prose(path: Path) -> str:
@@ -303,6 +309,9 @@ def test_chapter_2_prose_shows_the_values_its_runs_printed(book_build):
             "cloud_distance": r"mean over the last 10 epochs (\S+),",
             "cloud_epoch": r"first reached in epoch (\d+)",
             "distance_ratio": r"distance ratio (\S+) \(",
+            "small_distance_30": r"epochs 30, 35, 40: (\S+), \S+, \S+",
+            "small_distance_35": r"epochs 30, 35, 40: \S+, (\S+), \S+",
+            "small_distance_40": r"epochs 30, 35, 40: \S+, \S+, (\S+)",
         },
         "minibatch_study": {
             "b1_lowest_step": r"lowest \S+ at step (\d+)",
