@@ -59,10 +59,18 @@ def test_quasi_newton_page_computes_what_its_text_states(book_build):
     assert float(re.search(r"max \|two_loop\(g\) - B g\| = (\S+)", text).group(1)) < 1e-12
     assert "max |gdlib - torch.optim.LBFGS| = 0.0e+00" in text
     values = roundtrip.glued(PAGES["quasi_newton"], book_build)
+    ratios = []
     for problem, block in zip(("Rosenbrock", "logistic regression"),
                               text.split("iterations and seconds until")[1:]):
         counts = dict(re.findall(r"^  (\S+(?: \(PR\+\))?)(?: \(lr \S+\))? +(\d+) iterations",
                                  block, re.MULTILINE))
+        first_order = min(int(counts[m]) for m in ("GD", "Momentum", "Adam") if m in counts)
+        curvature = {m: int(c) for m, c in counts.items() if m in ("Newton", "CG (PR+)", "BFGS",
+                                                                 "L-BFGS")}
+        assert len(curvature) == 4, counts
+        ratios += [first_order / c for c in curvature.values()]
+        if problem == "logistic regression":  # "Newton the fewest on the convex one"
+            assert min(curvature, key=curvature.get) == "Newton"
         for method, count in counts.items():
             name = {"CG (PR+)": "CG", "Momentum": "momentum", "GD": "gradient descent"}.get(
                 method, method)
@@ -71,6 +79,8 @@ def test_quasi_newton_page_computes_what_its_text_states(book_build):
             roundtrip.assert_glued_as_printed(prose, values, key, count)
             assert name in prose, name
     assert "not within 3000 iterations" in text and "does not get there in\n3000" in prose
+    stated = f"{min(ratios):.1f} to {max(ratios):.0f} times"  # "several times to a few tens"
+    assert stated in " ".join(prose.split()), stated
     assert "unusually large 3" in prose and "Adam (lr 3)" in text
     newton_slower = re.findall(r"median seconds per iteration: L-BFGS (\S+), Newton (\S+)", text)
     lbfgs, newton = map(float, newton_slower[1])  # the logistic regression
