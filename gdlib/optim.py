@@ -657,7 +657,7 @@ class Nadam(Rule):
     eps_inside_sqrt: bool = False
 
     def _mu(self, t):
-        """Dozat's momentum schedule, as torch runs it: ``mu_t = beta1 (1 - 0.5 * 0.96^(t psi))``."""
+        """Dozat's momentum schedule (torch's): ``mu_t = beta1 (1 - 0.5 * 0.96^(t psi))``."""
         return self.beta1 * (1.0 - 0.5 * 0.96 ** (t * self.momentum_decay))
 
     def update(self, theta, grad, state, lr):

@@ -38,7 +38,8 @@ def test_noisy_gradients_page_states_what_the_run_shows(book_build):
 @pytest.mark.slow
 def test_beta_sweep_at_one_effective_rate_shows_what_the_prose_says(book_build):
     """Seed 002's beta sweep (issue 12), at eta = 0.1 (1 - beta): the final losses close to each
-    other and to GD's, the fluctuation falling only slightly but for one spike, each glued value printed."""
+    other and to GD's, the fluctuation falling only slightly but for one spike, each glued value
+    printed."""
     text = roundtrip.run_page(NOISY, book_build)
     rows = {float(b): (float(eta), float(final), float(spread)) for b, eta, final, spread in
             re.findall(r"^ +(0\.\d) +([\d.]+) +([\d.]+) +([\d.]+)$", text, re.MULTILINE)}
